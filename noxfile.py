@@ -1,0 +1,42 @@
+"""Nox sessions for sqlaudit: tests, lint, docs and the quickstart example.
+
+Run ``nox`` for the default sessions (tests and lint) or ``nox -s docs``.
+Sessions use the interpreter nox runs under; arguments after ``--`` are
+passed to pytest, e.g. ``nox -s tests -- -k retrieval``.
+"""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style, formatting and types."""
+    session.install(".[lint]")
+    session.install("-e", ".")
+    session.run("ruff", "check", "sqlaudit", "tests")
+    session.run("ruff", "format", "--check", "sqlaudit", "tests")
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the HTML documentation, treating warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """Run the quickstart example against a regular install."""
+    session.install(".")
+    session.run("python", "examples/quickstart.py")

@@ -1,0 +1,71 @@
+"""sqlaudit: a field-level audit trail for SQLAlchemy 2.x.
+
+Decorate a model, configure once, register the hooks, and every insert, update
+and delete of a tracked field is recorded, in the same transaction, as one row
+per changed field::
+
+    from sqlaudit import SQLAuditConfig, get_resource_changes, register_hooks, set_config, track_table
+
+    set_config(SQLAuditConfig(session_factory=SessionLocal, get_user_id_callback=current_user_id))
+
+    @track_table(tracked_fields=["name", "email"])
+    class Customer(Base): ...
+
+    register_hooks()
+    ...
+    for change in get_resource_changes(model_class=Customer, filter_resource_ids=1):
+        print(change.field_name, change.old_value, change.new_value, change.changed_by)
+
+Everything listed in ``__all__`` is importable from here and from its documented
+submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
+:mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.exceptions`).
+"""
+
+from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
+from sqlaudit.config import clear_config as clear_config
+from sqlaudit.config import get_config as get_config
+from sqlaudit.config import set_config as set_config
+from sqlaudit.decorators import track_table as track_table
+from sqlaudit.decorators import untrack_table as untrack_table
+from sqlaudit.exceptions import ConfigurationError as ConfigurationError
+from sqlaudit.exceptions import ConfigurationTypeError as ConfigurationTypeError
+from sqlaudit.exceptions import FallbackEncodingWarning as FallbackEncodingWarning
+from sqlaudit.exceptions import FilterError as FilterError
+from sqlaudit.exceptions import FilterTypeError as FilterTypeError
+from sqlaudit.exceptions import InvalidTimeZoneError as InvalidTimeZoneError
+from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
+from sqlaudit.exceptions import SQLAuditError as SQLAuditError
+from sqlaudit.exceptions import SQLAuditWarning as SQLAuditWarning
+from sqlaudit.exceptions import TrackingError as TrackingError
+from sqlaudit.exceptions import UntrackedModelError as UntrackedModelError
+from sqlaudit.hooks import register_hooks as register_hooks
+from sqlaudit.hooks import unregister_hooks as unregister_hooks
+from sqlaudit.retrieval import Operation as Operation
+from sqlaudit.retrieval import ResourceChange as ResourceChange
+from sqlaudit.retrieval import get_resource_changes as get_resource_changes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "ConfigurationTypeError",
+    "FallbackEncodingWarning",
+    "FilterError",
+    "FilterTypeError",
+    "InvalidTimeZoneError",
+    "NotConfiguredError",
+    "Operation",
+    "ResourceChange",
+    "SQLAuditConfig",
+    "SQLAuditError",
+    "SQLAuditWarning",
+    "TrackingError",
+    "UntrackedModelError",
+    "clear_config",
+    "get_config",
+    "get_resource_changes",
+    "register_hooks",
+    "set_config",
+    "track_table",
+    "unregister_hooks",
+]

@@ -1,0 +1,110 @@
+"""Turning attribute history into change rows: pure functions, no I/O.
+
+The flush hooks in :mod:`sqlaudit.hooks` call these with values they have read
+from the session; everything here can be tested without a database.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm.attributes import History
+
+from sqlaudit import _codec
+from sqlaudit._registry import TrackedModel
+
+__all__ = ["FlushStamp", "Operation", "changed_fields", "change_rows"]
+
+
+class Operation(enum.StrEnum):
+    """What happened to the resource: ``insert``, ``update`` or ``delete``.
+
+    Example:
+        >>> Operation("update") is Operation.UPDATE
+        True
+    """
+
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class FlushStamp:
+    """What every row written by one flush shares."""
+
+    transaction_id: str
+    changed_by: str | None
+    changed_at: datetime
+    extra: Mapping[str, Any] | None = None
+
+
+def changed_fields(fields: Iterable[str], history_of: Callable[[str], History]) -> dict[str, Any]:
+    """Return ``{field: old value}`` for each field whose history shows a net change.
+
+    ``history_of`` gives an attribute's history without loading anything; an
+    assignment of an equal value has no net change and so yields nothing.
+    """
+    old: dict[str, Any] = {}
+    for name in fields:
+        history = history_of(name)
+        if history.added or history.deleted:
+            old[name] = history.deleted[0] if history.deleted else None
+    return old
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b) and (isinstance(a, bool) or isinstance(b, bool)):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an exotic __eq__ (arrays, say): treat as changed
+        return False
+
+
+def change_rows(
+    tracked: TrackedModel,
+    operation: Operation,
+    resource_id: str,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    stamp: FlushStamp,
+) -> list[dict[str, Any]]:
+    """Build the change-table rows for one resource in one flush.
+
+    - insert: one row per tracked field that has a value (``new``);
+    - update: one row per field in ``old`` whose value really changed;
+    - delete: one row per tracked field, with its last value (``old``).
+    """
+    if operation is Operation.INSERT:
+        pairs = [(name, None, new[name]) for name in tracked.fields if new.get(name) is not None]
+    elif operation is Operation.UPDATE:
+        pairs = [
+            (name, value, new.get(name))
+            for name, value in old.items()
+            if not _equal(value, new.get(name))
+        ]
+    else:
+        pairs = [(name, old.get(name), None) for name in tracked.fields]
+    return [
+        {
+            "transaction_id": stamp.transaction_id,
+            "table_name": tracked.table_name,
+            "table_label": tracked.table_label,
+            "resource_id": resource_id,
+            "field_name": name,
+            "operation": operation.value,
+            "old_value": _codec.encode(old_value),
+            "new_value": _codec.encode(new_value),
+            "changed_by": stamp.changed_by,
+            "changed_at": stamp.changed_at,
+            "extra": stamp.extra,
+        }
+        for name, old_value, new_value in pairs
+    ]

@@ -1,0 +1,205 @@
+"""Typed, self-describing encoding of column values for the change table.
+
+A value is stored as ``"<tag>:<payload>"`` text, so it reads back as the type it
+had when it was written, whatever the model looks like today (a column removed or
+retyped since). ``None`` is stored as SQL NULL.
+
+=========  ===================================  =============================
+tag        Python type                          payload
+=========  ===================================  =============================
+str        ``str``                              the text itself
+int        ``int``                              decimal digits
+float      ``float``                            ``repr()`` (``inf``, ``nan`` too)
+bool       ``bool``                             ``true`` / ``false``
+decimal    ``Decimal``                          ``str()``, exponent kept
+datetime   ``datetime`` (naive or aware)        ISO 8601, offset when aware
+date       ``date``                             ISO 8601
+time       ``time``                             ISO 8601
+timedelta  ``timedelta``                        days,seconds,microseconds
+uuid       ``UUID``                             canonical hex form
+bytes      ``bytes``/``bytearray``/memoryview   base64
+json       ``dict``/``list``/``tuple``          JSON
+enum       ``Enum`` member                      JSON: class path, name, value
+repr       anything else (with a warning)       ``repr()``
+=========  ===================================  =============================
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import importlib
+import json
+import warnings
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlaudit.exceptions import FallbackEncodingWarning
+
+__all__ = ["decode", "encode"]
+
+
+def _encode_enum(value: enum.Enum) -> str:
+    cls = type(value)
+    payload = {"class": f"{cls.__module__}:{cls.__qualname__}", "name": value.name}
+    try:
+        json.dumps(value.value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        payload["value"] = value.value
+    return "enum:" + json.dumps(payload, separators=(",", ":"))
+
+
+def _encode_timedelta(value: timedelta) -> str:
+    return f"timedelta:{value.days},{value.seconds},{value.microseconds}"
+
+
+def _encode_bytes(value: bytes | bytearray | memoryview) -> str:
+    return "bytes:" + base64.b64encode(bytes(value)).decode("ascii")
+
+
+# Exact-type dispatch serves the common case with one dict lookup; subclasses
+# (IntEnum, str subclasses, ...) fall through to the ordered isinstance checks.
+_EXACT: dict[type, Callable[[Any], str]] = {
+    str: lambda v: "str:" + v,
+    int: lambda v: f"int:{v}",
+    bool: lambda v: "bool:true" if v else "bool:false",
+    float: lambda v: f"float:{v!r}",
+    Decimal: lambda v: f"decimal:{v}",
+    datetime: lambda v: "datetime:" + v.isoformat(),
+    date: lambda v: "date:" + v.isoformat(),
+    time: lambda v: "time:" + v.isoformat(),
+    timedelta: _encode_timedelta,
+    UUID: lambda v: f"uuid:{v}",
+    bytes: _encode_bytes,
+}
+
+
+def encode(value: Any) -> str | None:
+    """Encode ``value`` as tagged text; ``None`` stays ``None``.
+
+    A value of a type the codec does not know is stored as ``repr:<repr(value)>``
+    with a :class:`~sqlaudit.exceptions.FallbackEncodingWarning`: it is never a
+    reason to fail the user's commit.
+    """
+    if value is None:
+        return None
+    encoder = _EXACT.get(type(value))
+    if encoder is not None:
+        return encoder(value)
+    if isinstance(value, enum.Enum):
+        return _encode_enum(value)
+    if isinstance(value, bool):
+        return _EXACT[bool](value)
+    if isinstance(value, int):
+        return f"int:{int(value)}"
+    if isinstance(value, float):
+        return f"float:{float(value)!r}"
+    if isinstance(value, Decimal):
+        return f"decimal:{value}"
+    if isinstance(value, str):
+        return "str:" + str(value)
+    if isinstance(value, datetime):
+        return "datetime:" + value.isoformat()
+    if isinstance(value, date):
+        return "date:" + value.isoformat()
+    if isinstance(value, time):
+        return "time:" + value.isoformat()
+    if isinstance(value, timedelta):
+        return _encode_timedelta(value)
+    if isinstance(value, UUID):
+        return f"uuid:{value}"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _encode_bytes(value)
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return "json:" + json.dumps(value, separators=(",", ":"), allow_nan=True)
+        except (TypeError, ValueError):
+            pass
+    return _fallback(value)
+
+
+def _fallback(value: Any) -> str:
+    warnings.warn(
+        f"sqlaudit cannot encode a {type(value).__module__}.{type(value).__qualname__} "
+        "natively; it is recorded as its repr() and will read back as text. "
+        "Store a str, number, date/time, UUID, bytes, Enum or JSON value to keep its type.",
+        FallbackEncodingWarning,
+        stacklevel=2,
+    )
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not break the commit either
+        text = f"<unrepresentable {type(value).__qualname__}>"
+    return "repr:" + text
+
+
+def _decode_enum(payload: str, enum_hint: type[enum.Enum] | None) -> Any:
+    data = json.loads(payload)
+    name = data["name"]
+    candidates: list[type[enum.Enum]] = []
+    if enum_hint is not None:
+        candidates.append(enum_hint)
+    module_name, _, qualname = data["class"].partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        pass
+    else:
+        if isinstance(obj, type) and issubclass(obj, enum.Enum):
+            candidates.append(obj)
+    for cls in candidates:
+        if name in cls.__members__:
+            return cls[name]
+    # The enum (or the member) is gone: its stored value, else its name, is what is left.
+    return data.get("value", name)
+
+
+def _decode_timedelta(payload: str) -> timedelta:
+    days, seconds, microseconds = (int(part) for part in payload.split(","))
+    return timedelta(days=days, seconds=seconds, microseconds=microseconds)
+
+
+_DECODERS: dict[str, Callable[[str], Any]] = {
+    "str": lambda p: p,
+    "int": int,
+    "float": float,
+    "bool": lambda p: p == "true",
+    "decimal": Decimal,
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "timedelta": _decode_timedelta,
+    "uuid": UUID,
+    "bytes": lambda p: base64.b64decode(p.encode("ascii")),
+    "json": json.loads,
+    "repr": lambda p: p,
+}
+
+
+def decode(text: str | None, *, enum_hint: type[enum.Enum] | None = None) -> Any:
+    """Decode what :func:`encode` wrote.
+
+    Args:
+        text: The stored text, or ``None``.
+        enum_hint: The Enum class the column holds today, tried first for ``enum`` values.
+
+    Text without a known tag (written by hand, say) is returned unchanged.
+    """
+    if text is None:
+        return None
+    tag, sep, payload = text.partition(":")
+    if not sep:
+        return text
+    if tag == "enum":
+        return _decode_enum(payload, enum_hint)
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        return text
+    return decoder(payload)

@@ -1,0 +1,176 @@
+"""``@track_table``: choose which models and fields are audited.
+
+Decorate a mapped class (below the class statement, so the mapper exists)::
+
+    @track_table(tracked_fields=["name", "email"], table_label="Customer")
+    class Customer(Base):
+        __tablename__ = "customers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        email: Mapped[str]
+
+Field names are attribute names and are checked against the mapper at once; a
+typo fails at import time, naming the columns that do exist.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import NoInspectionAvailable
+from sqlalchemy.orm import Mapper
+
+from sqlaudit import _registry
+from sqlaudit.exceptions import TrackingError
+
+__all__ = ["track_table", "untrack_table"]
+
+T = TypeVar("T", bound=type[Any])
+
+
+def track_table(
+    *,
+    tracked_fields: Iterable[str] | str | None = None,
+    table_label: str | None = None,
+    resource_id_field: str | None = None,
+) -> Callable[[T], T]:
+    """Audit inserts, updates and deletes of a mapped class's fields.
+
+    Args:
+        tracked_fields: Attribute names of the columns to audit; ``None`` audits every
+            column except the primary key.
+        table_label: A human name for the table in the history (default: the class name).
+        resource_id_field: The column that identifies a resource in the history
+            (default: the primary key; a composite key is recorded as all its parts).
+
+    Returns:
+        A class decorator that registers the class and returns it unchanged.
+
+    Raises:
+        TrackingError: the class is not mapped, or a name is not one of its columns.
+
+    Tracking is per class: declaring a fresh class for the same table (as a test
+    suite does) registers that class too. Old values are always known, even for
+    attributes a commit expired, because tracked attributes load the value they
+    replace (SQLAlchemy's *active history*). Known blind spot: rows deleted as
+    orphans by a ``delete-orphan`` cascade, which the flush finds on its own, are
+    not recorded; delete them with ``session.delete()``.
+
+    Example:
+        >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+        >>> class Base(DeclarativeBase): ...
+        >>> @track_table(tracked_fields=["name"], table_label="Customer")
+        ... class Customer(Base):
+        ...     __tablename__ = "customers"
+        ...     id: Mapped[int] = mapped_column(primary_key=True)
+        ...     name: Mapped[str]
+    """
+    if isinstance(tracked_fields, str):
+        tracked_fields = [tracked_fields]
+    requested = None if tracked_fields is None else list(tracked_fields)
+    if requested is not None and not all(isinstance(name, str) for name in requested):
+        raise TrackingError(
+            f"track_table(tracked_fields=...) takes attribute names as str, got {requested!r}."
+        )
+
+    def decorate(cls: T) -> T:
+        _registry.register(_build(cls, requested, table_label, resource_id_field))
+        return cls
+
+    return decorate
+
+
+def untrack_table(model_class: type[Any]) -> None:
+    """Stop auditing ``model_class`` (undoes ``@track_table``).
+
+    Example:
+        >>> untrack_table(Customer)  # doctest: +SKIP
+    """
+    _registry.unregister(model_class)
+
+
+def _build(
+    cls: type[Any],
+    requested: list[str] | None,
+    table_label: str | None,
+    resource_id_field: str | None,
+) -> _registry.TrackedModel:
+    try:
+        mapper: Mapper[Any] = sa_inspect(cls)
+    except NoInspectionAvailable:
+        raise TrackingError(
+            f"@track_table can only decorate a mapped class; {cls!r} is not mapped. "
+            "Put the decorator above a declarative model (a subclass of your DeclarativeBase)."
+        ) from None
+    table = mapper.local_table
+    table_name = getattr(table, "name", None) or cls.__name__
+    columns = tuple(mapper.columns.keys())
+    primary_key = tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
+    if requested is None:
+        fields = tuple(name for name in columns if name not in primary_key)
+    else:
+        for name in requested:
+            _check_column(cls, mapper, table_name, columns, name, "tracked_fields")
+        fields = tuple(dict.fromkeys(requested))
+    if resource_id_field is not None:
+        _check_column(cls, mapper, table_name, columns, resource_id_field, "resource_id_field")
+    enum_hints: dict[str, type[enum.Enum]] = {}
+    for name in fields:
+        column_type = mapper.columns[name].type
+        if isinstance(column_type, SAEnum) and column_type.enum_class is not None:
+            enum_hints[name] = column_type.enum_class
+    for name in fields:
+        # Active history: setting an expired or unloaded attribute first loads the
+        # value it replaces, so the old value is known at flush time.
+        attribute = getattr(cls, name)
+        if not event.contains(attribute, "set", _keep_old_value):
+            event.listen(attribute, "set", _keep_old_value, active_history=True, propagate=True)
+    return _registry.TrackedModel(
+        model=cls,
+        table_name=table_name,
+        table_label=table_label if table_label is not None else cls.__name__,
+        fields=fields,
+        primary_key=primary_key,
+        resource_id_field=resource_id_field,
+        columns=columns,
+        enum_hints=enum_hints,
+        primary_key_types=tuple(_python_type(column.type) for column in mapper.primary_key),
+    )
+
+
+def _python_type(column_type: Any) -> type[Any] | None:
+    try:
+        python_type: type[Any] = column_type.python_type
+    except NotImplementedError:
+        return None
+    return python_type
+
+
+def _check_column(
+    cls: type[Any],
+    mapper: Mapper[Any],
+    table_name: str,
+    columns: tuple[str, ...],
+    name: str,
+    option: str,
+) -> None:
+    if name in columns:
+        return
+    listing = ", ".join(columns)
+    hint = ""
+    if name in mapper.relationships:
+        local = [column.key for column in mapper.relationships[name].local_columns]
+        hint = f" {cls.__name__}.{name} is a relationship; track its column(s) {local} instead."
+    raise TrackingError(
+        f"{cls.__name__}.{name} is not a column of {table_name}; columns are: {listing}."
+        f"{hint} Fix {option} in @track_table on {cls.__name__}."
+    )
+
+
+def _keep_old_value(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
+    """Do nothing; registered only for its ``active_history=True``."""

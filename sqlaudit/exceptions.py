@@ -1,0 +1,153 @@
+"""The exceptions and warnings sqlaudit raises.
+
+Every error derives from :class:`SQLAuditError`, so one ``except`` clause catches
+them all; errors about a bad value or a bad type also derive from
+:class:`ValueError` or :class:`TypeError`, so code written against the built-in
+exceptions keeps working::
+
+    SQLAuditError
+    ├── ConfigurationError (ValueError)        a config value that cannot work
+    │   └── InvalidTimeZoneError               an unknown IANA time zone name
+    ├── ConfigurationTypeError (TypeError)     a config argument of the wrong type
+    ├── NotConfiguredError (RuntimeError)      no config set yet
+    ├── TrackingError (ValueError)             @track_table given a bad field or class
+    ├── UntrackedModelError (ValueError)       a model that is not tracked
+    ├── FilterError (ValueError)               a retrieval filter that cannot match
+    └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
+
+    SQLAuditWarning (UserWarning)
+    └── FallbackEncodingWarning                a value stored with the fallback encoding
+
+Example:
+    >>> from sqlaudit.exceptions import SQLAuditError, FilterError
+    >>> issubclass(FilterError, SQLAuditError), issubclass(FilterError, ValueError)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConfigurationTypeError",
+    "FallbackEncodingWarning",
+    "FilterError",
+    "FilterTypeError",
+    "InvalidTimeZoneError",
+    "NotConfiguredError",
+    "SQLAuditError",
+    "SQLAuditWarning",
+    "TrackingError",
+    "UntrackedModelError",
+]
+
+
+class SQLAuditError(Exception):
+    """Base class of every error sqlaudit raises.
+
+    Example:
+        >>> try:
+        ...     raise UntrackedModelError("Invoice is not tracked")
+        ... except SQLAuditError as exc:
+        ...     print(exc)
+        Invoice is not tracked
+    """
+
+
+class ConfigurationError(SQLAuditError, ValueError):
+    """A configuration value that cannot work (an unknown attribute, a bad name).
+
+    Example:
+        >>> isinstance(ConfigurationError("x"), ValueError)
+        True
+    """
+
+
+class InvalidTimeZoneError(ConfigurationError):
+    """``time_zone`` is not an IANA time zone name that this system knows.
+
+    Example:
+        >>> from sqlaudit.config import SQLAuditConfig
+        >>> SQLAuditConfig(session_factory=lambda: None, time_zone="Mars/Olympus")
+        Traceback (most recent call last):
+        ...
+        sqlaudit.exceptions.InvalidTimeZoneError: ...
+    """
+
+
+class ConfigurationTypeError(SQLAuditError, TypeError):
+    """A configuration argument of the wrong type (``set_config`` given a dict, say).
+
+    Example:
+        >>> isinstance(ConfigurationTypeError("x"), TypeError)
+        True
+    """
+
+
+class NotConfiguredError(SQLAuditError, RuntimeError):
+    """sqlaudit is used before :func:`sqlaudit.config.set_config` was called.
+
+    Example:
+        >>> from sqlaudit.config import clear_config, get_config
+        >>> clear_config()
+        >>> get_config()
+        Traceback (most recent call last):
+        ...
+        sqlaudit.exceptions.NotConfiguredError: ...
+    """
+
+
+class TrackingError(SQLAuditError, ValueError):
+    """``@track_table`` was given a field that is not a column, or a class that is not mapped.
+
+    Example:
+        >>> isinstance(TrackingError("x"), ValueError)
+        True
+    """
+
+
+class UntrackedModelError(SQLAuditError, ValueError):
+    """A model class that was never decorated with ``@track_table``.
+
+    Example:
+        >>> isinstance(UntrackedModelError("x"), ValueError)
+        True
+    """
+
+
+class FilterError(SQLAuditError, ValueError):
+    """A retrieval filter with a bad value (an untracked field, a reversed date range).
+
+    Example:
+        >>> isinstance(FilterError("x"), ValueError)
+        True
+    """
+
+
+class FilterTypeError(SQLAuditError, TypeError):
+    """A retrieval filter of an unsupported type (a float resource id, say).
+
+    Example:
+        >>> isinstance(FilterTypeError("x"), TypeError)
+        True
+    """
+
+
+class SQLAuditWarning(UserWarning):
+    """Base class of every warning sqlaudit issues.
+
+    Example:
+        >>> issubclass(FallbackEncodingWarning, SQLAuditWarning)
+        True
+    """
+
+
+class FallbackEncodingWarning(SQLAuditWarning):
+    """A value of a type the codec does not know was recorded with its ``repr()``.
+
+    The change is still recorded and the commit goes through; the value reads
+    back as that text rather than as the original object.
+
+    Example:
+        >>> import warnings
+        >>> warnings.simplefilter("error", FallbackEncodingWarning)  # make it loud in tests
+    """

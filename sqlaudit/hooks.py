@@ -1,0 +1,186 @@
+"""The session events that capture changes: ``register_hooks()`` and ``unregister_hooks()``.
+
+Call :func:`register_hooks` once at start-up; it listens on every
+:class:`~sqlalchemy.orm.Session` (sync sessions and those inside an
+``AsyncSession``). Per flush:
+
+1. ``before_flush`` snapshots, for tracked objects only, the old values of changed
+   fields (updates) and the last values of all tracked fields (deletes), and
+   resolves the user once;
+2. ``after_flush_postexec`` reads what only exists after the flush (generated
+   keys, defaults, values computed by SQL) and writes every change row of the
+   flush with one executemany ``INSERT`` on the session's own connection, so
+   the rows commit or roll back with the change.
+
+Example:
+    >>> from sqlaudit.hooks import register_hooks, unregister_hooks
+    >>> register_hooks()
+    >>> register_hooks()  # a second call changes nothing
+    >>> unregister_hooks()
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import InstanceState, Session, UOWTransaction
+
+from sqlaudit import _clock, _registry
+from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
+from sqlaudit._registry import TrackedModel
+from sqlaudit.config import SQLAuditConfig, get_config
+
+__all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
+
+# Per-flush state lives in the flush's own UOWTransaction, which before_flush and
+# after_flush_postexec both receive: it cannot leak into another flush or session.
+_FLUSH_KEY = "sqlaudit.capture"
+
+
+@dataclass(slots=True)
+class _Pending:
+    state: InstanceState[Any]
+    tracked: TrackedModel
+    operation: Operation
+    old: dict[str, Any]
+    resource_id: str | None
+
+
+@dataclass(slots=True)
+class _FlushCapture:
+    config: SQLAuditConfig
+    stamp: FlushStamp
+    pending: list[_Pending] = field(default_factory=list)
+
+
+def _before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    pending: list[_Pending] = []
+    lookup = _registry.lookup
+    for obj in session.new:
+        tracked = lookup(type(obj))
+        if tracked is not None:
+            pending.append(_Pending(sa_inspect(obj), tracked, Operation.INSERT, {}, None))
+    for obj in session.dirty:
+        tracked = lookup(type(obj))
+        if tracked is None:
+            continue
+        state = sa_inspect(obj)
+        attrs = state.attrs
+        old = changed_fields(tracked.fields, lambda name: attrs[name].history)
+        if old:
+            resource_id = tracked.resource_id(obj, _identity(state))
+            pending.append(_Pending(state, tracked, Operation.UPDATE, old, resource_id))
+    for obj in session.deleted:
+        tracked = lookup(type(obj))
+        if tracked is None:
+            continue
+        state = sa_inspect(obj)
+        # Reading loads any expired attribute (one SELECT for all of them): a delete
+        # records the last value of every tracked field.
+        old = {name: getattr(obj, name) for name in tracked.fields}
+        resource_id = tracked.resource_id(obj, _identity(state))
+        pending.append(_Pending(state, tracked, Operation.DELETE, old, resource_id))
+    if not pending:
+        return
+    config = get_config()  # NotConfiguredError before anything is written
+    stamp = FlushStamp(
+        transaction_id=str(uuid.uuid4()),
+        changed_by=config.current_user_id(),
+        changed_at=_clock.utc_now(),
+    )
+    flush_context.attributes[_FLUSH_KEY] = _FlushCapture(config, stamp, pending)
+
+
+def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+    capture: _FlushCapture | None = flush_context.attributes.pop(_FLUSH_KEY, None)
+    if capture is None:
+        return
+    rows_by_mapper: dict[Any, list[dict[str, Any]]] = {}
+    for item in capture.pending:
+        state = item.state
+        if item.operation is Operation.DELETE:
+            new: dict[str, Any] = {}
+            resource_id = item.resource_id
+        else:
+            names = item.tracked.fields if item.operation is Operation.INSERT else item.old
+            new = _current_values(state, names)
+            resource_id = item.resource_id or item.tracked.resource_id(state.obj(), state.identity)
+        assert resource_id is not None
+        rows = change_rows(item.tracked, item.operation, resource_id, item.old, new, capture.stamp)
+        if rows:
+            rows_by_mapper.setdefault(state.mapper, []).extend(rows)
+    if not rows_by_mapper:
+        return
+    insert = capture.config.table.insert()
+    connections: dict[int, Any] = {}
+    for mapper, rows in rows_by_mapper.items():
+        connection = session.connection(bind_arguments={"mapper": mapper})
+        connections.setdefault(id(connection), (connection, []))[1].extend(rows)
+    for connection, rows in connections.values():
+        connection.execute(insert, rows)
+
+
+def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
+    """The primary key the row had when loaded (``None`` for a pending object)."""
+    key = state.key
+    return None if key is None else tuple(key[1])
+
+
+def _current_values(state: InstanceState[Any], names: Any) -> dict[str, Any]:
+    """Values after the flush; attributes the flush expired (server defaults,
+    SQL expressions) are loaded, all in one SELECT."""
+    data = state.dict
+    values: dict[str, Any] = {}
+    missing = []
+    for name in names:
+        if name in data:
+            values[name] = data[name]
+        else:
+            missing.append(name)
+    if missing:
+        obj = state.obj()
+        unloaded = state.unloaded
+        for name in missing:
+            values[name] = getattr(obj, name) if name in unloaded else None
+    return values
+
+
+_EVENTS = (("before_flush", _before_flush), ("after_flush_postexec", _after_flush_postexec))
+
+
+def register_hooks() -> None:
+    """Start capturing changes of tracked models in every Session.
+
+    Calling it again changes nothing.
+
+    Example:
+        >>> register_hooks()
+    """
+    for name, listener in _EVENTS:
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+
+
+def unregister_hooks() -> None:
+    """Stop capturing changes (undoes :func:`register_hooks`).
+
+    Example:
+        >>> unregister_hooks()
+    """
+    for name, listener in _EVENTS:
+        if event.contains(Session, name, listener):
+            event.remove(Session, name, listener)
+
+
+def hooks_registered() -> bool:
+    """Tell whether :func:`register_hooks` is in effect.
+
+    Example:
+        >>> register_hooks(); hooks_registered()
+        True
+    """
+    return all(event.contains(Session, name, listener) for name, listener in _EVENTS)

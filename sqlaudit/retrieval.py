@@ -1,0 +1,333 @@
+"""Reading the history back: :func:`get_resource_changes`.
+
+One indexed ``SELECT`` on the change table, newest first; each row comes back as
+a frozen :class:`ResourceChange` whose values have the Python types the column
+held and whose timestamp is expressed in ``config.time_zone``::
+
+    changes = get_resource_changes(
+        model_class=Customer,
+        session=session,
+        filter_resource_ids=[1, 2],
+        filter_fields="name",
+        filter_date_range=(datetime(2026, 1, 1), None),
+    )
+    for change in changes:
+        print(change.timestamp, change.changed_by, change.old_value, "->", change.new_value)
+
+The query itself is built by :func:`build_changes_query`, so other executors
+(an async session, say) run the very same statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from sqlaudit import _codec, _registry
+from sqlaudit._capture import Operation
+from sqlaudit._registry import TrackedModel
+from sqlaudit.config import SQLAuditConfig, get_config
+from sqlaudit.exceptions import FilterError, FilterTypeError, UntrackedModelError
+
+__all__ = ["Operation", "ResourceChange", "build_changes_query", "get_resource_changes"]
+
+IdValue = str | int | UUID
+ResourceIds = IdValue | tuple[IdValue, ...] | Iterable[IdValue | tuple[IdValue, ...]]
+DateBound = datetime | date | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourceChange:
+    """One recorded change of one field of one resource.
+
+    Attributes:
+        change_id: The change row's id (increases with every row written).
+        table_name: The tracked table.
+        table_label: The label given to ``@track_table`` (default: the class name).
+        resource_id: The resource's id as text; a composite key reads ``'["1","a"]'``.
+        field_name: The attribute that changed.
+        operation: ``insert``, ``update`` or ``delete``.
+        old_value: The value before (``None``: no value), with its Python type.
+        new_value: The value after (``None``: no value), with its Python type.
+        changed_by: The user id as text, or ``None`` when no user was known.
+        timestamp: When, aware, in ``config.time_zone``.
+        transaction_id: Shared by every row written by one flush.
+
+    Example:
+        >>> change = get_resource_changes(model_class=Customer, filter_resource_ids=2)[0]  # doctest: +SKIP
+        >>> change.field_name, change.old_value, change.new_value  # doctest: +SKIP
+        ('name', 'Jane Doe', 'Jane Smith')
+    """
+
+    change_id: int
+    table_name: str
+    table_label: str | None
+    resource_id: str
+    field_name: str
+    operation: Operation
+    old_value: Any
+    new_value: Any
+    changed_by: str | None
+    timestamp: datetime
+    transaction_id: str
+
+
+def get_resource_changes(
+    model_class: type[Any],
+    session: Session | None = None,
+    filter_resource_ids: ResourceIds | None = None,
+    filter_fields: str | Iterable[str] | None = None,
+    filter_user_ids: IdValue | Iterable[IdValue] | None = None,
+    filter_date_range: tuple[DateBound, DateBound] | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> list[ResourceChange]:
+    """Return the recorded changes of a tracked model, newest first.
+
+    Filters combine with AND; each left as ``None`` does not filter.
+
+    Args:
+        model_class: A class decorated with ``@track_table``.
+        session: The Session to read with; ``None`` opens one from
+            ``config.session_factory`` and closes it afterwards.
+        filter_resource_ids: One id or a list; each a ``str``, ``int`` or ``UUID``, or
+            a tuple of them for a composite key. ``None``: every resource.
+        filter_fields: One field name or a list; each must be tracked.
+        filter_user_ids: One user id or a list; ``str``, ``int`` or ``UUID``.
+        filter_date_range: ``(start, end)``, inclusive, either may be ``None``. Naive
+            datetimes are read in ``config.time_zone``, aware ones in their own zone;
+            a ``date`` means its whole day in ``config.time_zone``.
+        limit: At most this many change rows.
+        offset: Skip this many change rows first.
+
+    Returns:
+        The changes, newest first; rows written at the same instant come newest
+        row first.
+
+    Raises:
+        UntrackedModelError: ``model_class`` is not tracked.
+        FilterError: a field that is not tracked, a range whose start is after its
+            end, a negative limit or offset.
+        FilterTypeError: an id, field, bound, limit or offset of the wrong type.
+        NotConfiguredError: :func:`~sqlaudit.config.set_config` was not called.
+
+    Example:
+        >>> changes = get_resource_changes(model_class=Customer, session=session,
+        ...                                filter_resource_ids=2)  # doctest: +SKIP
+        >>> [(c.field_name, c.new_value) for c in changes]  # doctest: +SKIP
+        [('name', 'Jane Smith'), ('user_id', 1), ('email', 'jane@example.com'), ('name', 'Jane Doe')]
+    """
+    config = get_config()
+    query = build_changes_query(
+        model_class,
+        config=config,
+        filter_resource_ids=filter_resource_ids,
+        filter_fields=filter_fields,
+        filter_user_ids=filter_user_ids,
+        filter_date_range=filter_date_range,
+        limit=limit,
+        offset=offset,
+    )
+    if session is None:
+        with config.open_session() as own_session:
+            rows = own_session.execute(query).all()
+    else:
+        rows = session.execute(query).all()
+    return to_changes(rows, tracked_model(model_class), config.zone)
+
+
+def tracked_model(model_class: type[Any]) -> TrackedModel:
+    """Return how ``model_class`` is tracked, or raise :class:`UntrackedModelError`."""
+    if not isinstance(model_class, type):
+        raise FilterTypeError(
+            f"model_class must be a tracked model class, not {type(model_class).__name__}; "
+            "pass the class itself (Customer, not Customer())."
+        )
+    tracked = _registry.lookup(model_class)
+    if tracked is None:
+        raise UntrackedModelError(
+            f"{model_class.__name__} is not tracked: decorate it with "
+            f"@track_table(tracked_fields=[...]) before asking for its changes."
+        )
+    return tracked
+
+
+def build_changes_query(
+    model_class: type[Any],
+    *,
+    config: SQLAuditConfig,
+    filter_resource_ids: ResourceIds | None = None,
+    filter_fields: str | Iterable[str] | None = None,
+    filter_user_ids: IdValue | Iterable[IdValue] | None = None,
+    filter_date_range: tuple[DateBound, DateBound] | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> Select[Any]:
+    """Build, and validate, the ``SELECT`` behind :func:`get_resource_changes`.
+
+    Example:
+        >>> query = build_changes_query(Customer, config=get_config())  # doctest: +SKIP
+    """
+    tracked = tracked_model(model_class)
+    table = config.table
+    query = select(table).where(table.c.table_name == tracked.table_name)
+    if filter_resource_ids is not None:
+        ids = _resource_ids(tracked, filter_resource_ids)
+        query = query.where(
+            table.c.resource_id == ids[0] if len(ids) == 1 else table.c.resource_id.in_(ids)
+        )
+    if filter_fields is not None:
+        fields = _fields(tracked, filter_fields)
+        query = query.where(table.c.field_name.in_(fields))
+    if filter_user_ids is not None:
+        users = [_id_text(value, "filter_user_ids") for value in _as_list(filter_user_ids)]
+        query = query.where(table.c.changed_by.in_(users))
+    if filter_date_range is not None:
+        start, end = _date_range(filter_date_range, config.zone)
+        if start is not None:
+            query = query.where(table.c.changed_at >= start)
+        if end is not None:
+            query = query.where(table.c.changed_at < end)
+    query = query.order_by(table.c.changed_at.desc(), table.c.id.desc())
+    if limit is not None:
+        query = query.limit(_count(limit, "limit"))
+    if offset is not None:
+        query = query.offset(_count(offset, "offset"))
+    return query
+
+
+def to_changes(rows: Sequence[Row[Any]], tracked: TrackedModel, zone: tzinfo) -> list[ResourceChange]:
+    """Map change-table rows to :class:`ResourceChange` values."""
+    hints = tracked.enum_hints
+    return [
+        ResourceChange(
+            change_id=row.id,
+            table_name=row.table_name,
+            table_label=row.table_label,
+            resource_id=row.resource_id,
+            field_name=row.field_name,
+            operation=Operation(row.operation),
+            old_value=_codec.decode(row.old_value, enum_hint=hints.get(row.field_name)),
+            new_value=_codec.decode(row.new_value, enum_hint=hints.get(row.field_name)),
+            changed_by=row.changed_by,
+            timestamp=row.changed_at.astimezone(zone),
+            transaction_id=row.transaction_id,
+        )
+        for row in rows
+    ]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (str, bytes, int, UUID, tuple)) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+def _id_text(value: Any, option: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, UUID)) and not isinstance(value, bool):
+        return str(value)
+    raise FilterTypeError(
+        f"{option} takes str, int or UUID ids (or a list of them), not "
+        f"{type(value).__name__} {value!r}."
+    )
+
+
+def _normalise_part(value: Any, python_type: type[Any] | None, option: str) -> str:
+    text = _id_text(value, option)
+    if python_type is UUID and isinstance(value, str):
+        try:
+            return str(UUID(value))
+        except ValueError:
+            return text
+    return text
+
+
+def _resource_ids(tracked: TrackedModel, value: ResourceIds) -> list[str]:
+    ids: list[str] = []
+    key_size = 1 if tracked.resource_id_field is not None else len(tracked.primary_key)
+    key_types = (None,) if tracked.resource_id_field is not None else tracked.primary_key_types
+    values = _as_list(value)
+    if not values:
+        raise FilterError(
+            f"filter_resource_ids for {tracked.model.__name__} is empty; pass None for every "
+            "resource, or at least one id."
+        )
+    for item in values:
+        parts = item if isinstance(item, tuple) else (item,)
+        if len(parts) != key_size:
+            raise FilterError(
+                f"{tracked.model.__name__} is identified by {key_size} value(s) "
+                f"({', '.join(tracked.primary_key) if key_size > 1 else 'one id'}); "
+                f"filter_resource_ids got {item!r}. Give a composite key as a tuple."
+            )
+        texts = tuple(
+            _normalise_part(part, python_type, "filter_resource_ids")
+            for part, python_type in zip(parts, key_types, strict=True)
+        )
+        ids.append(_registry.encode_resource_id(texts))
+    return ids
+
+
+def _fields(tracked: TrackedModel, value: str | Iterable[str]) -> list[str]:
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise FilterTypeError(
+                f"filter_fields takes field names as str, not {type(name).__name__} {name!r}."
+            )
+        if name not in tracked.fields:
+            raise FilterError(
+                f"{tracked.model.__name__}.{name} is not a tracked field; tracked fields are: "
+                f"{', '.join(tracked.fields)}. Add it to @track_table(tracked_fields=[...]) "
+                "or remove it from filter_fields."
+            )
+    return names
+
+
+def _date_range(value: Any, zone: tzinfo) -> tuple[datetime | None, datetime | None]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise FilterTypeError(
+            f"filter_date_range takes a (start, end) pair, not {value!r}; use None for an "
+            "open end."
+        )
+    start_value, end_value = value
+    start = None if start_value is None else _bound(start_value, zone, "start")
+    end = None if end_value is None else _bound(end_value, zone, "end")
+    if start is not None and end is not None and start > end:
+        raise FilterError(
+            f"filter_date_range starts after it ends ({start_value!r} > {end_value!r}); "
+            "swap the bounds."
+        )
+    # The end bound is inclusive: a datetime end includes its own microsecond, a
+    # date end includes its whole day; both become an exclusive "<" bound.
+    if end is not None:
+        end = end + (timedelta(days=1) if type(end_value) is date else timedelta(microseconds=1))
+    return start, end
+
+
+def _bound(value: Any, zone: tzinfo, which: str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time.min, tzinfo=zone)
+    raise FilterTypeError(
+        f"filter_date_range {which} must be a datetime, a date or None, not "
+        f"{type(value).__name__} {value!r}."
+    )
+
+
+def _count(value: Any, option: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FilterTypeError(f"{option} must be an int, not {type(value).__name__}.")
+    if value < 0:
+        raise FilterError(f"{option} must be zero or more, not {value}.")
+    return value
