@@ -4,7 +4,9 @@ Decorate a model, configure once, register the hooks, and every insert, update
 and delete of a tracked field is recorded, in the same transaction, as one row
 per changed field::
 
-    from sqlaudit import SQLAuditConfig, get_resource_changes, register_hooks, set_config, track_table
+    from sqlaudit import (
+        SQLAuditConfig, get_resource_changes, register_hooks, set_config, track_table,
+    )
 
     set_config(SQLAuditConfig(session_factory=SessionLocal, get_user_id_callback=current_user_id))
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import History
 from sqlaudit import _codec
 from sqlaudit._registry import TrackedModel
 
-__all__ = ["FlushStamp", "Operation", "changed_fields", "change_rows"]
+__all__ = ["FlushStamp", "Operation", "change_rows", "changed_fields"]
 
 
 class Operation(enum.StrEnum):

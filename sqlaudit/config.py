@@ -105,7 +105,8 @@ class SQLAuditConfig:
         if self.get_user_id_callback is not None and not callable(self.get_user_id_callback):
             raise ConfigurationTypeError(
                 "SQLAuditConfig.get_user_id_callback must be a callable taking no arguments "
-                f"and returning the current user's id, not {type(self.get_user_id_callback).__name__}."
+                "and returning the current user's id, not "
+                f"{type(self.get_user_id_callback).__name__}."
             )
         if not isinstance(self.table_name, str) or not self.table_name:
             raise ConfigurationTypeError("SQLAuditConfig.table_name must be a non-empty str.")
@@ -168,7 +169,9 @@ class SQLAuditConfig:
         """Call ``get_user_id_callback`` (if any) and return the resolved id.
 
         Example:
-            >>> SQLAuditConfig(session_factory=lambda: None, get_user_id_callback=lambda: 3).current_user_id()
+            >>> config = SQLAuditConfig(session_factory=lambda: None,
+            ...                         get_user_id_callback=lambda: 3)
+            >>> config.current_user_id()
             '3'
         """
         if self.get_user_id_callback is None:
@@ -197,16 +200,15 @@ class SQLAuditConfig:
                     "it must yield exactly one."
                 ) from None
             try:
-                _check_session(session)
-                yield session
+                yield _check_session(session)
             finally:
                 produced.close()
             return
-        _check_session(produced)
+        session = _check_session(produced)
         try:
-            yield produced
+            yield session
         finally:
-            produced.close()
+            session.close()
 
     def _resolve_user_id_attr(self) -> str | None:
         if self.user_model is None:
@@ -260,12 +262,13 @@ def _resolve_zone(value: str | tzinfo | None) -> tzinfo:
         ) from None
 
 
-def _check_session(session: object) -> None:
+def _check_session(session: object) -> Session:
     if not isinstance(session, Session):
         raise ConfigurationTypeError(
             f"SQLAuditConfig.session_factory produced a {type(session).__name__}, not a "
             "sqlalchemy.orm.Session; pass a sessionmaker or a function returning a Session."
         )
+    return session
 
 
 _config: SQLAuditConfig | None = None
@@ -324,4 +327,3 @@ def clear_config() -> None:
     """
     global _config
     _config = None
-

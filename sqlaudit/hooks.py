@@ -22,12 +22,14 @@ Example:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import InstanceState, Session, UOWTransaction
+from sqlalchemy.orm.attributes import History
 
 from sqlaudit import _clock, _registry
 from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
@@ -69,8 +71,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         if tracked is None:
             continue
         state = sa_inspect(obj)
-        attrs = state.attrs
-        old = changed_fields(tracked.fields, lambda name: attrs[name].history)
+        old = changed_fields(tracked.fields, _history_reader(state))
         if old:
             resource_id = tracked.resource_id(obj, _identity(state))
             pending.append(_Pending(state, tracked, Operation.UPDATE, old, resource_id))
@@ -124,15 +125,24 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         connection.execute(insert, rows)
 
 
+def _history_reader(state: InstanceState[Any]) -> Callable[[str], History]:
+    attrs = state.attrs
+    # AttributeState.history never loads: an unloaded attribute has no history.
+    return lambda name: attrs[name].history
+
+
 def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
-    """The primary key the row had when loaded (``None`` for a pending object)."""
+    """Return the primary key the row had when loaded (``None`` for a pending object)."""
     key = state.key
     return None if key is None else tuple(key[1])
 
 
 def _current_values(state: InstanceState[Any], names: Any) -> dict[str, Any]:
-    """Values after the flush; attributes the flush expired (server defaults,
-    SQL expressions) are loaded, all in one SELECT."""
+    """Return the values after the flush.
+
+    Attributes the flush expired (server defaults, SQL expressions) are loaded,
+    all in one SELECT.
+    """
     data = state.dict
     values: dict[str, Any] = {}
     missing = []

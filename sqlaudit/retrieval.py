@@ -61,8 +61,8 @@ class ResourceChange:
         transaction_id: Shared by every row written by one flush.
 
     Example:
-        >>> change = get_resource_changes(model_class=Customer, filter_resource_ids=2)[0]  # doctest: +SKIP
-        >>> change.field_name, change.old_value, change.new_value  # doctest: +SKIP
+        >>> changes = get_resource_changes(Customer, filter_resource_ids=2)  # doctest: +SKIP
+        >>> changes[0].field_name, changes[0].old_value, changes[0].new_value  # doctest: +SKIP
         ('name', 'Jane Doe', 'Jane Smith')
     """
 
@@ -121,8 +121,8 @@ def get_resource_changes(
     Example:
         >>> changes = get_resource_changes(model_class=Customer, session=session,
         ...                                filter_resource_ids=2)  # doctest: +SKIP
-        >>> [(c.field_name, c.new_value) for c in changes]  # doctest: +SKIP
-        [('name', 'Jane Smith'), ('user_id', 1), ('email', 'jane@example.com'), ('name', 'Jane Doe')]
+        >>> [(c.field_name, c.new_value) for c in changes][:2]  # doctest: +SKIP
+        [('name', 'Jane Smith'), ('user_id', 1)]
     """
     config = get_config()
     query = build_changes_query(
@@ -203,7 +203,9 @@ def build_changes_query(
     return query
 
 
-def to_changes(rows: Sequence[Row[Any]], tracked: TrackedModel, zone: tzinfo) -> list[ResourceChange]:
+def to_changes(
+    rows: Sequence[Row[Any]], tracked: TrackedModel, zone: tzinfo
+) -> list[ResourceChange]:
     """Map change-table rows to :class:`ResourceChange` values."""
     hints = tracked.enum_hints
     return [
@@ -296,8 +298,7 @@ def _fields(tracked: TrackedModel, value: str | Iterable[str]) -> list[str]:
 def _date_range(value: Any, zone: tzinfo) -> tuple[datetime | None, datetime | None]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise FilterTypeError(
-            f"filter_date_range takes a (start, end) pair, not {value!r}; use None for an "
-            "open end."
+            f"filter_date_range takes a (start, end) pair, not {value!r}; use None for an open end."
         )
     start_value, end_value = value
     start = None if start_value is None else _bound(start_value, zone, "start")
