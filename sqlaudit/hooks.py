@@ -45,6 +45,7 @@ _FLUSH_KEY = "sqlaudit.capture"
 
 @dataclass(slots=True)
 class _Pending:
+    obj: Any  # a strong reference: the identity map holds persistent objects weakly
     state: InstanceState[Any]
     tracked: TrackedModel
     operation: Operation
@@ -65,7 +66,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
     for obj in session.new:
         tracked = lookup(type(obj))
         if tracked is not None:
-            pending.append(_Pending(sa_inspect(obj), tracked, Operation.INSERT, {}, None))
+            pending.append(_Pending(obj, sa_inspect(obj), tracked, Operation.INSERT, {}, None))
     for obj in session.dirty:
         tracked = lookup(type(obj))
         if tracked is None:
@@ -74,7 +75,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         old = changed_fields(tracked.fields, _history_reader(state))
         if old:
             resource_id = tracked.resource_id(obj, _identity(state))
-            pending.append(_Pending(state, tracked, Operation.UPDATE, old, resource_id))
+            pending.append(_Pending(obj, state, tracked, Operation.UPDATE, old, resource_id))
     for obj in session.deleted:
         tracked = lookup(type(obj))
         if tracked is None:
@@ -84,7 +85,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         # records the last value of every tracked field.
         old = {name: getattr(obj, name) for name in tracked.fields}
         resource_id = tracked.resource_id(obj, _identity(state))
-        pending.append(_Pending(state, tracked, Operation.DELETE, old, resource_id))
+        pending.append(_Pending(obj, state, tracked, Operation.DELETE, old, resource_id))
     if not pending:
         return
     config = get_config()  # NotConfiguredError before anything is written
@@ -108,8 +109,8 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
             resource_id = item.resource_id
         else:
             names = item.tracked.fields if item.operation is Operation.INSERT else item.old
-            new = _current_values(state, names)
-            resource_id = item.resource_id or item.tracked.resource_id(state.obj(), state.identity)
+            new = _current_values(item.obj, state, names)
+            resource_id = item.resource_id or item.tracked.resource_id(item.obj, state.identity)
         assert resource_id is not None
         rows = change_rows(item.tracked, item.operation, resource_id, item.old, new, capture.stamp)
         if rows:
@@ -137,7 +138,7 @@ def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
     return None if key is None else tuple(key[1])
 
 
-def _current_values(state: InstanceState[Any], names: Any) -> dict[str, Any]:
+def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str, Any]:
     """Return the values after the flush.
 
     Attributes the flush expired (server defaults, SQL expressions) are loaded,
@@ -152,7 +153,6 @@ def _current_values(state: InstanceState[Any], names: Any) -> dict[str, Any]:
         else:
             missing.append(name)
     if missing:
-        obj = state.obj()
         unloaded = state.unloaded
         for name in missing:
             values[name] = getattr(obj, name) if name in unloaded else None

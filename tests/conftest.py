@@ -71,7 +71,9 @@ def _make_engine(backend: str, directory: Path) -> Engine | str:
             connection.execute(text("select 1"))
     except Exception as exc:
         engine.dispose()
-        return f"{backend} at {engine.url.render_as_string(hide_password=True)} does not answer: {exc}"
+        return (
+            f"{backend} at {engine.url.render_as_string(hide_password=True)} does not answer: {exc}"
+        )
     return engine
 
 
@@ -170,7 +172,9 @@ class StatementCounter:
 
     statements: list[tuple[str, bool]] = field(default_factory=list)
 
-    def __call__(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+    def __call__(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> None:
         self.statements.append((statement, executemany))
 
     def matching(self, predicate: Callable[[str], bool]) -> list[tuple[str, bool]]:
