@@ -12,9 +12,10 @@ nox.options.reuse_existing_virtualenvs = True
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """Run the test suite."""
-    session.install("-e", ".[test]")
+@nox.parametrize("sqlalchemy", ["2.0", "2.1"])
+def tests(session: nox.Session, sqlalchemy: str) -> None:
+    """Run the test suite on SQLAlchemy 2.0 and 2.1."""
+    session.install("-e", ".[test]", f"SQLAlchemy~={sqlalchemy}.0")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
