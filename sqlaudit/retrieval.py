@@ -98,7 +98,8 @@ def get_resource_changes(
         session: The Session to read with; ``None`` opens one from
             ``config.session_factory`` and closes it afterwards.
         filter_resource_ids: One id or a list; each a ``str``, ``int`` or ``UUID``, or
-            a tuple of them for a composite key. ``None``: every resource.
+            a tuple of them for a composite key. ``None``: every resource; an empty
+            list: none.
         filter_fields: One field name or a list; each must be tracked.
         filter_user_ids: One user id or a list; ``str``, ``int`` or ``UUID``.
         filter_date_range: ``(start, end)``, inclusive, either may be ``None``. Naive
@@ -180,6 +181,7 @@ def build_changes_query(
     query = select(table).where(table.c.table_name == tracked.table_name)
     if filter_resource_ids is not None:
         ids = _resource_ids(tracked, filter_resource_ids)
+        # An empty list matches nothing, as an empty IN does.
         query = query.where(
             table.c.resource_id == ids[0] if len(ids) == 1 else table.c.resource_id.in_(ids)
         )
@@ -257,13 +259,7 @@ def _resource_ids(tracked: TrackedModel, value: ResourceIds) -> list[str]:
     ids: list[str] = []
     key_size = 1 if tracked.resource_id_field is not None else len(tracked.primary_key)
     key_types = (None,) if tracked.resource_id_field is not None else tracked.primary_key_types
-    values = _as_list(value)
-    if not values:
-        raise FilterError(
-            f"filter_resource_ids for {tracked.model.__name__} is empty; pass None for every "
-            "resource, or at least one id."
-        )
-    for item in values:
+    for item in _as_list(value):
         parts = item if isinstance(item, tuple) else (item,)
         if len(parts) != key_size:
             raise FilterError(
