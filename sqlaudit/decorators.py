@@ -57,9 +57,9 @@ def track_table(
     Tracking is per class: declaring a fresh class for the same table (as a test
     suite does) registers that class too. Old values are always known, even for
     attributes a commit expired, because tracked attributes load the value they
-    replace (SQLAlchemy's *active history*). Known blind spot: rows deleted as
-    orphans by a ``delete-orphan`` cascade, which the flush finds on its own, are
-    not recorded; delete them with ``session.delete()``.
+    replace (SQLAlchemy's *active history*). Known blind spot: a row deleted as
+    an orphan by a ``delete-orphan`` cascade records the values its object had
+    loaded; an attribute that was expired at that moment records no value.
 
     Example:
         >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column

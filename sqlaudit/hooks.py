@@ -38,9 +38,10 @@ from sqlaudit.config import SQLAuditConfig, get_config
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
-# Per-flush state lives in the flush's own UOWTransaction, which before_flush and
-# after_flush_postexec both receive: it cannot leak into another flush or session.
-_FLUSH_KEY = "sqlaudit.capture"
+# Per-flush state lives in session.info, never in a module global: before_flush
+# replaces it on every flush (so a failed flush leaves nothing behind for the next
+# one) and after_flush_postexec takes it out.
+_FLUSH_KEY = "sqlaudit.flush"
 
 
 @dataclass(slots=True)
@@ -58,6 +59,18 @@ class _FlushCapture:
     config: SQLAuditConfig
     stamp: FlushStamp
     pending: list[_Pending] = field(default_factory=list)
+    deleted: set[int] = field(default_factory=set)  # id() of objects captured as deleted
+
+
+def _new_capture(pending: list[_Pending]) -> _FlushCapture:
+    config = get_config()  # NotConfiguredError before anything is written
+    stamp = FlushStamp(
+        transaction_id=str(uuid.uuid4()),
+        changed_by=config.current_user_id(),
+        changed_at=_clock.utc_now(),
+    )
+    deleted = {id(item.obj) for item in pending if item.operation is Operation.DELETE}
+    return _FlushCapture(config, stamp, pending, deleted)
 
 
 def _before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
@@ -86,19 +99,32 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         old = {name: getattr(obj, name) for name in tracked.fields}
         resource_id = tracked.resource_id(obj, _identity(state))
         pending.append(_Pending(obj, state, tracked, Operation.DELETE, old, resource_id))
-    if not pending:
+    session.info[_FLUSH_KEY] = _new_capture(pending) if pending else None
+
+
+def _persistent_to_deleted(session: Session, instance: Any) -> None:
+    """Catch deletes the flush found on its own (``delete-orphan`` cascades).
+
+    The row is gone by now, so the last values are those the object had loaded;
+    an attribute that was expired records no value.
+    """
+    tracked = _registry.lookup(type(instance))
+    if tracked is None:
         return
-    config = get_config()  # NotConfiguredError before anything is written
-    stamp = FlushStamp(
-        transaction_id=str(uuid.uuid4()),
-        changed_by=config.current_user_id(),
-        changed_at=_clock.utc_now(),
-    )
-    flush_context.attributes[_FLUSH_KEY] = _FlushCapture(config, stamp, pending)
+    capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
+    if capture is not None and id(instance) in capture.deleted:
+        return
+    if capture is None:
+        capture = session.info[_FLUSH_KEY] = _new_capture([])
+    state = sa_inspect(instance)
+    old = {name: state.dict.get(name) for name in tracked.fields}
+    resource_id = tracked.resource_id(instance, _identity(state))
+    capture.pending.append(_Pending(instance, state, tracked, Operation.DELETE, old, resource_id))
+    capture.deleted.add(id(instance))
 
 
 def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
-    capture: _FlushCapture | None = flush_context.attributes.pop(_FLUSH_KEY, None)
+    capture: _FlushCapture | None = session.info.pop(_FLUSH_KEY, None)
     if capture is None:
         return
     rows_by_mapper: dict[Any, list[dict[str, Any]]] = {}
@@ -159,7 +185,11 @@ def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str
     return values
 
 
-_EVENTS = (("before_flush", _before_flush), ("after_flush_postexec", _after_flush_postexec))
+_EVENTS = (
+    ("before_flush", _before_flush),
+    ("persistent_to_deleted", _persistent_to_deleted),
+    ("after_flush_postexec", _after_flush_postexec),
+)
 
 
 def register_hooks() -> None:
