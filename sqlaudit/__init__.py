@@ -70,4 +70,5 @@ __all__ = [
     "set_config",
     "track_table",
     "unregister_hooks",
+    "untrack_table",
 ]

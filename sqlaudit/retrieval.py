@@ -20,7 +20,7 @@ The query itself is built by :func:`build_changes_query`, so other executors
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -229,7 +229,10 @@ def to_changes(
 
 
 def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, (str, bytes, int, UUID, tuple)) or not isinstance(value, Iterable):
+    # A mapping is iterable but is no list of ids: kept whole, it is rejected by type.
+    if isinstance(value, (str, bytes, int, UUID, tuple, Mapping)) or not isinstance(
+        value, Iterable
+    ):
         return [value]
     return list(value)
 

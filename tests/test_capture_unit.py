@@ -1,0 +1,231 @@
+"""The pure capture functions, without a database: attribute history to change rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from uuid import UUID
+
+import pytest
+from sqlalchemy.orm.attributes import History
+
+from sqlaudit import FallbackEncodingWarning, _codec
+from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
+from sqlaudit._registry import TrackedModel, encode_resource_id
+
+STAMP = FlushStamp(
+    transaction_id="tx-1",
+    changed_by="7",
+    changed_at=datetime(2026, 1, 15, 10, 0, tzinfo=UTC),
+)
+
+
+class Customer:
+    """Stands in for a mapped class; change_rows never looks at it."""
+
+
+TRACKED = TrackedModel(
+    model=Customer,
+    table_name="customers",
+    table_label="Customer",
+    fields=("name", "email", "age"),
+    primary_key=("id",),
+    resource_id_field=None,
+    columns=("id", "name", "email", "age"),
+    enum_hints={},
+    primary_key_types=(int,),
+)
+
+
+def decoded(rows):
+    """Return ``(field, old, new)`` for each row, with values decoded."""
+    return [
+        (row["field_name"], _codec.decode(row["old_value"]), _codec.decode(row["new_value"]))
+        for row in rows
+    ]
+
+
+def history_reader(histories):
+    """Return a ``history_of`` callable over a dict, recording which names were asked."""
+    asked = []
+
+    def history_of(name):
+        asked.append(name)
+        return histories[name]
+
+    history_of.asked = asked
+    return history_of
+
+
+def test_changed_fields_returns_the_replaced_value_of_each_changed_field():
+    """A field whose history has an added and a deleted value yields the deleted (old) value."""
+    history_of = history_reader(
+        {
+            "name": History(["Jane Smith"], (), ["Jane Doe"]),
+            "email": History((), ["a@example.com"], ()),
+            "age": History([31], (), [30]),
+        }
+    )
+    assert changed_fields(["name", "email", "age"], history_of) == {"name": "Jane Doe", "age": 30}
+
+
+def test_changed_fields_reports_none_as_old_value_when_nothing_was_replaced():
+    """A value added where none was loaded before records ``None`` as the old value."""
+    history_of = history_reader({"name": History(["Jane"], (), ())})
+    assert changed_fields(["name"], history_of) == {"name": None}
+
+
+def test_changed_fields_reports_a_deleted_value_without_an_added_one():
+    """A history holding only a deleted value still counts as a change from that value."""
+    history_of = history_reader({"email": History((), (), ["old@example.com"])})
+    assert changed_fields(["email"], history_of) == {"email": "old@example.com"}
+
+
+def test_changed_fields_ignores_unchanged_and_empty_histories():
+    """Unchanged and empty histories (an equal assignment, an unloaded attribute) yield nothing."""
+    history_of = history_reader({"name": History((), ["Jane"], ()), "email": History((), (), ())})
+    assert changed_fields(["name", "email"], history_of) == {}
+
+
+def test_changed_fields_reads_only_the_fields_it_is_given():
+    """Only the requested fields' histories are read, each once."""
+    history_of = history_reader(
+        {"name": History(["b"], (), ["a"]), "secret": History(["y"], (), ["x"])}
+    )
+    assert changed_fields(["name"], history_of) == {"name": "a"}
+    assert history_of.asked == ["name"]
+
+
+def test_change_rows_insert_records_every_tracked_field_with_a_value():
+    """An insert gives one row per tracked field that has a value, old value NULL."""
+    rows = change_rows(
+        TRACKED,
+        Operation.INSERT,
+        "5",
+        {},
+        {"name": "Jane", "email": "jane@example.com", "age": 30},
+        STAMP,
+    )
+    assert decoded(rows) == [
+        ("name", None, "Jane"),
+        ("email", None, "jane@example.com"),
+        ("age", None, 30),
+    ]
+    assert [row["old_value"] for row in rows] == [None, None, None]
+
+
+def test_change_rows_insert_skips_null_values():
+    """An insert leaves out tracked fields whose value is NULL (but keeps falsy values)."""
+    rows = change_rows(
+        TRACKED, Operation.INSERT, "5", {}, {"name": "", "email": None, "age": 0}, STAMP
+    )
+    assert decoded(rows) == [("name", None, ""), ("age", None, 0)]
+
+
+def test_change_rows_insert_rows_carry_the_stamp_and_resource():
+    """Every row of an insert carries the flush stamp, table, label, resource id and operation."""
+    rows = change_rows(TRACKED, Operation.INSERT, "5", {}, {"name": "Jane"}, STAMP)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["transaction_id"] == "tx-1"
+    assert row["table_name"] == "customers"
+    assert row["table_label"] == "Customer"
+    assert row["resource_id"] == "5"
+    assert row["operation"] == "insert"
+    assert row["changed_by"] == "7"
+    assert row["changed_at"] == datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    assert row["extra"] is None
+
+
+def test_change_rows_update_records_only_really_changed_fields():
+    """An update gives a row per field whose new value differs from the old one."""
+    rows = change_rows(
+        TRACKED,
+        Operation.UPDATE,
+        "5",
+        {"name": "Jane Doe", "age": 30, "email": None},
+        {"name": "Jane Smith", "age": 30, "email": "jane@example.com"},
+        STAMP,
+    )
+    assert decoded(rows) == [
+        ("name", "Jane Doe", "Jane Smith"),
+        ("email", None, "jane@example.com"),
+    ]
+    assert {row["operation"] for row in rows} == {"update"}
+
+
+def test_change_rows_update_records_a_change_to_null():
+    """An update of a value to NULL is a change, recorded with a NULL new value."""
+    rows = change_rows(TRACKED, Operation.UPDATE, "5", {"email": "a@b.c"}, {"email": None}, STAMP)
+    assert decoded(rows) == [("email", "a@b.c", None)]
+    assert rows[0]["new_value"] is None
+
+
+def test_change_rows_update_treats_a_raising_eq_as_changed():
+    """Values whose ``__eq__`` raises are treated as changed, not as an error."""
+
+    class Prickly:
+        def __eq__(self, other):
+            raise ValueError("ambiguous comparison")
+
+        __hash__ = object.__hash__
+
+    with pytest.warns(FallbackEncodingWarning):
+        rows = change_rows(
+            TRACKED, Operation.UPDATE, "5", {"name": Prickly()}, {"name": Prickly()}, STAMP
+        )
+    assert [row["field_name"] for row in rows] == ["name"]
+
+
+def test_change_rows_update_treats_bool_and_int_as_different():
+    """``1`` replaced by ``True`` (and ``False`` by ``0``) is recorded, though they compare equal."""
+    rows = change_rows(
+        TRACKED,
+        Operation.UPDATE,
+        "5",
+        {"age": 1, "name": False},
+        {"age": True, "name": 0},
+        STAMP,
+    )
+    assert decoded(rows) == [("age", 1, True), ("name", False, 0)]
+    assert [type(new) for _, _, new in decoded(rows)] == [bool, int]
+
+
+def test_change_rows_delete_records_the_last_value_of_every_tracked_field():
+    """A delete gives one row per tracked field with its last value and a NULL new value."""
+    rows = change_rows(
+        TRACKED,
+        Operation.DELETE,
+        "5",
+        {"name": "Jane", "email": "jane@example.com", "age": 30},
+        {},
+        STAMP,
+    )
+    assert decoded(rows) == [
+        ("name", "Jane", None),
+        ("email", "jane@example.com", None),
+        ("age", 30, None),
+    ]
+    assert {row["operation"] for row in rows} == {"delete"}
+
+
+def test_encode_resource_id_of_a_single_key_is_its_text():
+    """A single-column key is stored as the plain text of its value."""
+    assert encode_resource_id((7,)) == "7"
+    assert encode_resource_id(("abc",)) == "abc"
+
+
+def test_encode_resource_id_of_a_composite_key_is_a_json_list_of_texts():
+    """A composite key is stored as a compact JSON list of the parts' texts, in key order."""
+    encoded = encode_resource_id((1, "a"))
+    assert encoded == '["1","a"]'
+    assert json.loads(encoded) == ["1", "a"]
+    assert encode_resource_id(("a", 1)) != encoded
+
+
+def test_encode_resource_id_is_the_same_for_equal_values_of_different_types():
+    """An int and its str, a UUID and its str, give the same stored text."""
+    uid = UUID("12345678-1234-5678-1234-567812345678")
+    assert encode_resource_id((2,)) == encode_resource_id(("2",))
+    assert encode_resource_id((uid,)) == encode_resource_id((str(uid),))
+    assert encode_resource_id((2, uid)) == encode_resource_id(("2", str(uid)))
