@@ -1,0 +1,847 @@
+"""Capture through the ORM unit of work: the correctness rules of DESIGN.md section 3, on every backend."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import ForeignKey, String, Text, Uuid, func, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, load_only, mapped_column
+
+from sqlaudit import NotConfiguredError, get_resource_changes, track_table
+from sqlaudit.config import clear_config
+
+
+def declare_customer(
+    base: type[DeclarativeBase],
+    *,
+    tracked_fields: tuple[str, ...] = ("name", "email", "score"),
+    **track_options: Any,
+) -> type[Any]:
+    """Declare the standard Customer model on ``base``; ``notes`` is never tracked."""
+
+    @track_table(tracked_fields=list(tracked_fields), **track_options)
+    class Customer(base):
+        __tablename__ = "customers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(100))
+        email: Mapped[str | None] = mapped_column(String(100))
+        score: Mapped[int | None]
+        notes: Mapped[str | None] = mapped_column(String(100))
+
+    return Customer
+
+
+def history(model: type[Any], resource_id: Any) -> list[tuple[str, str, Any, Any]]:
+    """One resource's changes as (operation, field, old, new), oldest first."""
+    changes = get_resource_changes(model, filter_resource_ids=resource_id)
+    return [(c.operation, c.field_name, c.old_value, c.new_value) for c in reversed(changes)]
+
+
+def insert_one(audit: Any, model: type[Any], **values: Any) -> int:
+    """Insert one object of ``model`` in its own session and return its id."""
+    with audit.Session() as session:
+        obj = model(**values)
+        session.add(obj)
+        session.commit()
+        return int(obj.id)
+
+
+def count_rows(audit: Any, model: type[Any]) -> int:
+    """How many rows the model's table holds, read on a fresh connection."""
+    with audit.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+# --- inserts -------------------------------------------------------------------------------
+
+
+def test_insert_records_every_tracked_field_that_has_a_value(audit):
+    """An insert records one row per tracked field with a value, old value None, and nothing for untracked or NULL fields."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    customer_id = insert_one(audit, Customer, name="Ann", email="ann@example.com", notes="vip")
+
+    assert set(history(Customer, customer_id)) == {
+        ("insert", "name", None, "Ann"),
+        ("insert", "email", None, "ann@example.com"),
+    }
+    assert {row.field_name for row in audit.rows()} == {"name", "email"}
+
+
+# --- updates and the true old value --------------------------------------------------------
+
+
+def test_update_after_commit_records_the_true_old_value(audit):
+    """An update of attributes a commit expired records as old values what the database held at the update."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session(expire_on_commit=True) as session:
+        customer = Customer(name="Ann", score=5)
+        session.add(customer)
+        session.commit()
+        assert "name" not in customer.__dict__  # the commit expired it
+        with audit.engine.begin() as connection:  # another writer, not seen by this session
+            connection.execute(update(Customer.__table__).values(score=50))
+        customer.name = "Anna"
+        customer.score = 6
+        session.commit()
+        customer_id = customer.id
+
+    assert set(history(Customer, customer_id)[2:]) == {
+        ("update", "name", "Ann", "Anna"),
+        ("update", "score", 50, 6),
+    }
+
+
+def test_update_in_a_fresh_session_records_the_old_value(audit):
+    """An object loaded in a new session and assigned without reading records the stored old value."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann", email="ann@example.com")
+
+    with audit.Session() as session:
+        customer = session.get(Customer, customer_id)
+        customer.email = "ann@new.example.com"
+        session.commit()
+
+    assert history(Customer, customer_id)[-1] == (
+        "update",
+        "email",
+        "ann@example.com",
+        "ann@new.example.com",
+    )
+
+
+def test_update_of_a_never_loaded_attribute_records_the_old_value(audit):
+    """Assigning an attribute the query never loaded (load_only) records the stored old value."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann", score=10)
+
+    with audit.Session() as session:
+        customer = session.scalars(select(Customer).options(load_only(Customer.id))).one()
+        assert "score" not in customer.__dict__
+        customer.score = 11
+        session.commit()
+
+    assert history(Customer, customer_id)[-1] == ("update", "score", 10, 11)
+
+
+def test_update_of_an_unloaded_deferred_column_records_the_old_value(audit):
+    """A tracked deferred column updated without being loaded records its stored old value."""
+
+    @track_table(tracked_fields=["title", "body"])
+    class Article(audit.base):
+        __tablename__ = "articles"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(100))
+        body: Mapped[str] = mapped_column(Text, deferred=True)
+
+    audit.create_tables()
+    article_id = insert_one(audit, Article, title="Hello", body="first draft")
+
+    with audit.Session() as session:
+        article = session.get(Article, article_id)
+        assert "body" not in article.__dict__
+        article.body = "final text"
+        session.commit()
+
+    assert history(Article, article_id) == [
+        ("insert", "title", None, "Hello"),
+        ("insert", "body", None, "first draft"),
+        ("update", "body", "first draft", "final text"),
+    ]
+
+
+# --- NULL ----------------------------------------------------------------------------------
+
+
+def test_change_from_null_to_a_value_is_recorded(audit):
+    """Setting a NULL field records old value None and the new value."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann")
+
+    with audit.Session() as session:
+        session.get(Customer, customer_id).email = "ann@example.com"
+        session.commit()
+
+    assert history(Customer, customer_id) == [
+        ("insert", "name", None, "Ann"),
+        ("update", "email", None, "ann@example.com"),
+    ]
+
+
+def test_change_from_a_value_to_null_is_recorded(audit):
+    """Clearing a field records its old value and new value None."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        customer = Customer(name="Ann", score=3)
+        session.add(customer)
+        session.commit()
+        customer.score = None
+        session.commit()
+        customer_id = customer.id
+
+    assert history(Customer, customer_id)[-1] == ("update", "score", 3, None)
+    assert audit.rows()[-1].new_value is None
+
+
+# --- no-op assignments ---------------------------------------------------------------------
+
+
+def test_assigning_an_equal_value_records_nothing(audit):
+    """Assigning the value a field already holds, loaded or expired, records no change."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        customer = Customer(name="Ann", score=5)
+        session.add(customer)
+        session.commit()
+        customer.name = "Ann"  # expired by the commit: compared with the stored value
+        customer.score = 5
+        session.commit()
+        customer.email  # noqa: B018 - load the row
+        customer.name = "Ann"  # loaded
+        customer.email = None
+        session.commit()
+        customer_id = customer.id
+
+    assert [operation for operation, *_ in history(Customer, customer_id)] == ["insert", "insert"]
+    assert len(audit.rows()) == 2
+
+
+def test_changing_a_value_and_back_before_the_flush_records_nothing(audit):
+    """A field set to another value and back to the original before the flush records no change."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann", score=5)
+
+    with audit.Session() as session:
+        customer = session.get(Customer, customer_id)
+        customer.name = "Bob"
+        customer.score = 9
+        customer.name = "Ann"
+        customer.score = 5
+        session.commit()
+
+    assert len(audit.rows()) == 2
+    assert {operation for operation, *_ in history(Customer, customer_id)} == {"insert"}
+
+
+# --- deletes -------------------------------------------------------------------------------
+
+
+def test_delete_records_the_last_value_of_every_tracked_field(audit):
+    """A delete records one row per tracked field with its last value, NULL fields included."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann", email="ann@example.com", notes="x")
+
+    with audit.Session() as session:
+        session.delete(session.get(Customer, customer_id))
+        session.commit()
+
+    deletes = [change for change in history(Customer, customer_id) if change[0] == "delete"]
+    assert set(deletes) == {
+        ("delete", "name", "Ann", None),
+        ("delete", "email", "ann@example.com", None),
+        ("delete", "score", None, None),
+    }
+
+
+def test_delete_after_a_commit_expired_the_object_records_its_last_values(audit):
+    """Deleting an object whose attributes a commit expired records the values the row last held."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        customer = Customer(name="Ann", score=1)
+        session.add(customer)
+        session.commit()
+        customer.score = 2
+        session.commit()
+        customer_id = customer.id
+        session.expire(customer)
+        session.delete(customer)
+        session.commit()
+
+    deletes = [change for change in history(Customer, customer_id) if change[0] == "delete"]
+    assert set(deletes) == {
+        ("delete", "name", "Ann", None),
+        ("delete", "email", None, None),
+        ("delete", "score", 2, None),
+    }
+    assert count_rows(audit, Customer) == 0
+
+
+# --- resource ids --------------------------------------------------------------------------
+
+
+def test_generated_primary_keys_are_the_resource_ids(audit):
+    """Rows inserted in one flush are recorded under the ids the database generated for them."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        customers = [Customer(name=f"c{n}") for n in range(3)]
+        session.add_all(customers)
+        session.commit()
+        ids = {customer.name: customer.id for customer in customers}
+
+    recorded = {c.new_value: c.resource_id for c in get_resource_changes(Customer)}
+    assert recorded == {name: str(customer_id) for name, customer_id in ids.items()}
+    for name, customer_id in ids.items():
+        assert history(Customer, customer_id) == [("insert", "name", None, name)]
+
+
+def test_composite_primary_key_is_recorded_and_retrievable(audit):
+    """A two-column key is recorded as both parts and found again by a (int, str) tuple."""
+
+    @track_table(tracked_fields=["label"])
+    class Part(audit.base):
+        __tablename__ = "parts"
+        code: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        variant: Mapped[str] = mapped_column(String(10), primary_key=True)
+        label: Mapped[str] = mapped_column(String(100))
+
+    audit.create_tables()
+    with audit.Session() as session:
+        session.add_all(
+            [
+                Part(code=1, variant="a", label="one-a"),
+                Part(code=1, variant="b", label="one-b"),
+                Part(code=2, variant="a", label="two-a"),
+            ]
+        )
+        session.commit()
+        session.get(Part, (1, "a")).label = "one-a v2"
+        session.commit()
+
+    changes = get_resource_changes(Part, filter_resource_ids=[(1, "a")])
+    assert [(c.operation, c.old_value, c.new_value) for c in changes] == [
+        ("update", "one-a", "one-a v2"),
+        ("insert", None, "one-a"),
+    ]
+    assert {c.resource_id for c in changes} == {'["1","a"]'}
+    assert get_resource_changes(Part, filter_resource_ids=("1", "a")) == changes
+
+
+def test_uuid_primary_key_is_retrievable_by_uuid_or_str(audit):
+    """A UUID primary key generated by a Python default is found by the UUID and by its text."""
+
+    @track_table(tracked_fields=["label"])
+    class Token(audit.base):
+        __tablename__ = "tokens"
+        id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+        label: Mapped[str] = mapped_column(String(100))
+
+    audit.create_tables()
+    with audit.Session() as session:
+        token, other = Token(label="mine"), Token(label="other")
+        session.add_all([token, other])
+        session.commit()
+        token.label = "mine v2"
+        session.commit()
+        token_id = token.id
+
+    by_uuid = get_resource_changes(Token, filter_resource_ids=token_id)
+    assert [(c.operation, c.new_value) for c in by_uuid] == [
+        ("update", "mine v2"),
+        ("insert", "mine"),
+    ]
+    assert {c.resource_id for c in by_uuid} == {str(token_id)}
+    assert get_resource_changes(Token, filter_resource_ids=str(token_id)) == by_uuid
+
+
+def test_resource_id_field_identifies_the_resource(audit):
+    """With resource_id_field, changes are recorded and found under that column's value."""
+    Customer = declare_customer(audit.base, tracked_fields=("name",))
+
+    @track_table(tracked_fields=["name"], resource_id_field="code")
+    class Supplier(audit.base):
+        __tablename__ = "suppliers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        code: Mapped[str] = mapped_column(String(36), unique=True)
+        name: Mapped[str] = mapped_column(String(100))
+
+    audit.create_tables()
+    insert_one(audit, Customer, name="pad the ids")  # ids and codes must not coincide
+    with audit.Session() as session:
+        supplier = Supplier(code="SUP-7", name="Acme")
+        session.add(supplier)
+        session.commit()
+        supplier.name = "Acme Ltd"
+        session.commit()
+        session.delete(supplier)
+        session.commit()
+
+    assert history(Supplier, "SUP-7") == [
+        ("insert", "name", None, "Acme"),
+        ("update", "name", "Acme", "Acme Ltd"),
+        ("delete", "name", "Acme Ltd", None),
+    ]
+    assert {row.resource_id for row in audit.rows() if row.table_name == "suppliers"} == {"SUP-7"}
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+def test_user_is_resolved_at_each_flush(audit):
+    """Each flush of one session records the user current at that flush, not an earlier one."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        audit.user = 1
+        customer = Customer(name="Ann")
+        session.add(customer)
+        session.commit()
+        audit.user = 2
+        customer.name = "Anna"
+        session.commit()
+        audit.user = 3
+        customer.score = 1
+        session.flush()
+        audit.user = "4"
+        customer.score = 2
+        session.commit()
+        customer_id = customer.id
+
+    changes = get_resource_changes(Customer, filter_resource_ids=customer_id)
+    assert [(c.field_name, c.new_value, c.changed_by) for c in reversed(changes)] == [
+        ("name", "Ann", "1"),
+        ("name", "Anna", "2"),
+        ("score", 1, "3"),
+        ("score", 2, "4"),
+    ]
+
+
+def test_callback_returning_none_records_no_user(audit):
+    """A user callback returning None stores NULL as the user, never the text 'None'."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    audit.user = None
+
+    customer_id = insert_one(audit, Customer, name="Ann")
+
+    assert [row.changed_by for row in audit.rows()] == [None]
+    assert [
+        c.changed_by for c in get_resource_changes(Customer, filter_resource_ids=customer_id)
+    ] == [None]
+
+
+def test_uuid_user_id_is_stored_as_its_text(audit):
+    """A UUID returned by the user callback is stored as its canonical text and found by it."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    audit.user = uuid.uuid4()
+
+    insert_one(audit, Customer, name="Ann")
+
+    assert [row.changed_by for row in audit.rows()] == [str(audit.user)]
+    found = get_resource_changes(Customer, filter_user_ids=audit.user)
+    assert [c.new_value for c in found] == ["Ann"]
+
+
+def test_user_model_instance_records_its_id_field(audit):
+    """A callback returning a user_model instance records the value of user_model_user_id_field."""
+
+    class User(audit.base):
+        __tablename__ = "users"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        public_id: Mapped[str] = mapped_column(String(36), unique=True)
+
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    with audit.Session(expire_on_commit=False) as session:
+        alice = User(public_id="alice-7f3a")
+        session.add(alice)
+        session.commit()
+    audit.configure(
+        user_model=User, user_model_user_id_field="public_id", get_user_id_callback=lambda: alice
+    )
+
+    insert_one(audit, Customer, name="Ann")
+
+    assert [row.changed_by for row in audit.rows()] == ["alice-7f3a"]
+
+
+# --- transactions --------------------------------------------------------------------------
+
+
+def test_rollback_after_a_flush_leaves_no_change_rows(audit):
+    """Change rows written by a flush disappear when the transaction rolls back."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann")
+
+    with audit.Session() as session:
+        session.add(Customer(name="Bob"))
+        session.get(Customer, customer_id).name = "Anna"
+        session.flush()
+        session.rollback()
+
+    assert [(row.resource_id, row.operation) for row in audit.rows()] == [
+        (str(customer_id), "insert")
+    ]
+    assert history(Customer, customer_id) == [("insert", "name", None, "Ann")]
+    assert count_rows(audit, Customer) == 1
+
+
+def test_rolled_back_savepoint_drops_its_change_rows(audit):
+    """A savepoint rolled back drops the change rows of its changes, keeps the outer ones, and later old values are the outer ones."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        ann = Customer(name="Ann")
+        session.add(ann)
+        savepoint = session.begin_nested()  # flushes Ann's insert in the outer transaction
+        ann.name = "Anna"
+        session.add(Customer(name="Bob"))
+        session.flush()
+        savepoint.rollback()
+        ann.name = "Annie"
+        session.commit()
+        ann_id = ann.id
+
+    changes = get_resource_changes(Customer)
+    assert [(c.resource_id, c.operation, c.old_value, c.new_value) for c in changes] == [
+        (str(ann_id), "update", "Ann", "Annie"),
+        (str(ann_id), "insert", None, "Ann"),
+    ]
+    assert count_rows(audit, Customer) == 1
+
+
+def test_committed_savepoint_keeps_its_change_rows(audit):
+    """A savepoint released and then committed with its transaction keeps its change rows."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        ann = Customer(name="Ann")
+        session.add(ann)
+        with session.begin_nested():
+            ann.name = "Anna"
+            bob = Customer(name="Bob")
+            session.add(bob)
+        session.commit()
+        ann_id, bob_id = ann.id, bob.id
+
+    assert history(Customer, ann_id) == [
+        ("insert", "name", None, "Ann"),
+        ("update", "name", "Ann", "Anna"),
+    ]
+    assert history(Customer, bob_id) == [("insert", "name", None, "Bob")]
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_concurrent_writers_each_record_their_own_changes(audit):
+    """Threads writing at once, each with its own session and user, record their own user and resources."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    current_user: ContextVar[str | None] = ContextVar("current_user", default=None)
+    audit.configure(get_user_id_callback=current_user.get)
+    workers, rounds = 4, 10
+    start = threading.Barrier(workers)
+
+    def work(worker: int) -> None:
+        current_user.set(f"user-{worker}")
+        start.wait(timeout=30)
+        with audit.Session() as session:
+            for n in range(rounds):
+                customer = Customer(name=f"w{worker}-{n}", score=0)
+                session.add(customer)
+                session.commit()
+                customer.score = worker + 1
+                session.commit()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(work, worker) for worker in range(workers)]:
+            future.result(timeout=120)
+
+    with audit.Session() as session:
+        owner = {
+            str(customer.id): int(customer.name[1 : customer.name.index("-")])
+            for customer in session.scalars(select(Customer))
+        }
+    changes = get_resource_changes(Customer)
+    assert len(owner) == workers * rounds
+    assert len(changes) == workers * rounds * 3  # insert name, insert score, update score
+    for change in changes:
+        worker = owner[change.resource_id]
+        assert change.changed_by == f"user-{worker}"
+        if change.operation == "update":
+            assert (change.old_value, change.new_value) == (0, worker + 1)
+        elif change.field_name == "name":
+            assert change.new_value.startswith(f"w{worker}-")
+
+
+# --- inheritance ---------------------------------------------------------------------------
+
+
+def test_single_table_subclass_is_recorded_under_the_parent_registration(audit):
+    """An instance of an untracked single-table subclass is recorded with its tracked parent's fields and label."""
+
+    @track_table(tracked_fields=["name"])
+    class Employee(audit.base):
+        __tablename__ = "employees"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(String(20))
+        name: Mapped[str] = mapped_column(String(100))
+        __mapper_args__: ClassVar[dict[str, Any]] = {
+            "polymorphic_on": "kind",
+            "polymorphic_identity": "employee",
+        }
+
+    class Manager(Employee):
+        budget: Mapped[int | None] = mapped_column(nullable=True)
+        __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "manager"}
+
+    audit.create_tables()
+    with audit.Session() as session:
+        manager = Manager(name="Mia", budget=10)
+        session.add(manager)
+        session.commit()
+        manager.name = "Mia B"
+        manager.budget = 20
+        session.commit()
+        manager_id = manager.id
+
+    expected = [("insert", "name", None, "Mia"), ("update", "name", "Mia", "Mia B")]
+    assert history(Employee, manager_id) == expected
+    assert history(Manager, manager_id) == expected
+    assert {(row.table_name, row.table_label) for row in audit.rows()} == {
+        ("employees", "Employee")
+    }
+
+
+def test_joined_table_subclass_with_its_own_registration(audit):
+    """A joined-table subclass tracked on its own records parent and subclass columns under its registration."""
+
+    @track_table(tracked_fields=["name"])
+    class Person(audit.base):
+        __tablename__ = "persons"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(String(20))
+        name: Mapped[str] = mapped_column(String(100))
+        __mapper_args__: ClassVar[dict[str, Any]] = {
+            "polymorphic_on": "kind",
+            "polymorphic_identity": "person",
+        }
+
+    @track_table(tracked_fields=["name", "language"])
+    class Engineer(Person):
+        __tablename__ = "engineers"
+        id: Mapped[int] = mapped_column(ForeignKey("persons.id"), primary_key=True)
+        language: Mapped[str | None] = mapped_column(String(50))
+        __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "engineer"}
+
+    audit.create_tables()
+    with audit.Session() as session:
+        pat, eve = Person(name="Pat"), Engineer(name="Eve", language="python")
+        session.add_all([pat, eve])
+        session.commit()
+        pat.name = "Pat Q"
+        eve.name = "Eve L"
+        eve.language = "rust"
+        session.commit()
+        pat_id, eve_id = pat.id, eve.id
+
+    assert history(Person, pat_id) == [
+        ("insert", "name", None, "Pat"),
+        ("update", "name", "Pat", "Pat Q"),
+    ]
+    assert set(history(Engineer, eve_id)) == {
+        ("insert", "name", None, "Eve"),
+        ("insert", "language", None, "python"),
+        ("update", "name", "Eve", "Eve L"),
+        ("update", "language", "python", "rust"),
+    }
+    rows = audit.rows()
+    assert len(rows) == 6  # every change once, under one registration
+    assert {
+        (row.table_name, row.table_label) for row in rows if row.resource_id == str(eve_id)
+    } == {("engineers", "Engineer")}
+
+
+# --- statements, transactions and failures -------------------------------------------------
+
+
+def test_a_flush_writes_its_change_rows_with_one_statement(audit, count_statements):
+    """A flush of 1 or 50 new objects with four tracked fields writes the change rows in one statement."""
+    Customer = declare_customer(audit.base, tracked_fields=("name", "email", "score", "notes"))
+    audit.create_tables()
+    change_table = audit.config.table.name
+
+    statements_per_flush = []
+    with audit.Session() as session:
+        for size in (1, 50):
+            count_statements.statements.clear()
+            session.add_all(
+                Customer(name=f"c{n}", email=f"c{n}@example.com", score=n, notes="n")
+                for n in range(size)
+            )
+            session.commit()
+            on_change_table = count_statements.matching(lambda sql: change_table in sql)
+            assert all(sql.lstrip().upper().startswith("INSERT") for sql, _ in on_change_table)
+            statements_per_flush.append(len(on_change_table))
+
+    assert statements_per_flush == [1, 1]
+    assert len(audit.rows()) == 51 * 4
+
+
+def test_a_flush_of_untracked_models_issues_no_statement_on_the_change_table(
+    audit, count_statements
+):
+    """Inserting, updating and deleting only untracked models never touches the change table."""
+
+    class Note(audit.base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str] = mapped_column(String(100))
+
+    audit.create_tables()
+    count_statements.statements.clear()
+    with audit.Session() as session:
+        note = Note(text="a")
+        session.add(note)
+        session.commit()
+        note.text = "b"
+        session.commit()
+        session.delete(note)
+        session.commit()
+
+    assert count_statements.matching(lambda sql: "notes" in sql)  # the counter did see the work
+    assert count_statements.matching(lambda sql: audit.config.table.name in sql) == []
+    assert audit.rows() == []
+
+
+def test_rows_of_one_flush_share_a_transaction_id_and_timestamp(audit):
+    """All change rows of one flush share one transaction id and one timestamp; another flush has its own id."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    existing_id = insert_one(audit, Customer, name="Old", score=1)
+
+    with audit.Session() as session:
+        session.get(Customer, existing_id).score = 2  # before the adds: a get autoflushes
+        session.add_all([Customer(name="Ann", email="ann@example.com"), Customer(name="Bob")])
+        session.commit()
+    with audit.Session() as session:
+        session.get(Customer, existing_id).score = 3
+        session.commit()
+
+    rows = audit.rows()
+    first, second, third = rows[:2], rows[2:6], rows[6:]
+    assert [len(first), len(second), len(third)] == [2, 4, 1]
+    assert len({row.transaction_id for row in second}) == 1
+    assert len({row.changed_at for row in second}) == 1
+    assert len({first[0].transaction_id, second[0].transaction_id, third[0].transaction_id}) == 3
+    changes = get_resource_changes(Customer)
+    assert [c.transaction_id for c in reversed(changes)] == [row.transaction_id for row in rows]
+
+
+def test_tracked_flush_without_config_raises_and_writes_nothing(audit):
+    """A tracked flush with no configuration raises NotConfiguredError and neither the change nor its audit rows are written."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    clear_config()
+
+    with audit.Session() as session:
+        session.add(Customer(name="Ann"))
+        with pytest.raises(NotConfiguredError):
+            session.commit()
+
+    assert count_rows(audit, Customer) == 0
+    assert audit.rows() == []
+
+
+def test_change_row_that_cannot_be_written_fails_the_flush(audit):
+    """When the change rows cannot be written the commit raises and the user's insert or update is not committed."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    audit.config.table.drop(audit.engine)
+
+    with audit.Session() as session:
+        session.add(Customer(name="Ann"))
+        with pytest.raises(DBAPIError):
+            session.commit()
+    assert count_rows(audit, Customer) == 0
+
+    with audit.engine.begin() as connection:
+        connection.execute(Customer.__table__.insert().values(id=1, name="Bob"))
+    with audit.Session() as session:
+        session.get(Customer, 1).name = "Robert"
+        with pytest.raises(DBAPIError):
+            session.commit()
+    with audit.Session() as session:
+        assert session.get(Customer, 1).name == "Bob"
+
+
+# --- computed values -----------------------------------------------------------------------
+
+
+def test_sql_expression_assignment_records_the_computed_value(audit):
+    """Assigning a SQL expression records the value the database computed, not the expression."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+
+    with audit.Session() as session:
+        customer = Customer(name="Ann", score=5)
+        session.add(customer)
+        session.commit()
+        customer.score = Customer.score + 1
+        session.commit()
+        customer_id = customer.id
+
+    assert history(Customer, customer_id)[-1] == ("update", "score", 5, 6)
+
+
+def test_python_side_default_is_recorded_on_insert(audit):
+    """A column filled by its Python-side default records that value on insert."""
+
+    @track_table(tracked_fields=["title", "status"])
+    class Ticket(audit.base):
+        __tablename__ = "tickets"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(100))
+        status: Mapped[str] = mapped_column(String(20), default="new")
+
+    audit.create_tables()
+    ticket_id = insert_one(audit, Ticket, title="Broken")
+
+    assert set(history(Ticket, ticket_id)) == {
+        ("insert", "title", None, "Broken"),
+        ("insert", "status", None, "new"),
+    }
+
+
+def test_server_side_default_is_recorded_on_insert(audit):
+    """A column filled by its server default records the value the database gave it on insert."""
+
+    @track_table(tracked_fields=["title", "status"])
+    class Ticket(audit.base):
+        __tablename__ = "tickets"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(100))
+        status: Mapped[str] = mapped_column(String(20), server_default="open")
+
+    audit.create_tables()
+    ticket_id = insert_one(audit, Ticket, title="Broken")
+
+    assert set(history(Ticket, ticket_id)) == {
+        ("insert", "title", None, "Broken"),
+        ("insert", "status", None, "open"),
+    }
