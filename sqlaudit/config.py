@@ -67,6 +67,8 @@ class SQLAuditConfig:
         table_schema: Schema of the change table (``None``: the default schema).
         create_table: Whether :func:`set_config` creates the change table when it is
             missing; turn it off when migrations manage the table.
+        require_user: Refuse (with :class:`~sqlaudit.exceptions.UserRequiredError`,
+            before anything is written) a tracked change flushed with no user.
 
     Raises:
         InvalidTimeZoneError: ``time_zone`` names no known zone.
@@ -94,6 +96,7 @@ class SQLAuditConfig:
     table_name: str = "sqlaudit_changes"
     table_schema: str | None = None
     create_table: bool = True
+    require_user: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.session_factory):

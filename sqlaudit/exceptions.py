@@ -9,7 +9,9 @@ exceptions keeps working::
     ├── ConfigurationError (ValueError)        a config value that cannot work
     │   └── InvalidTimeZoneError               an unknown IANA time zone name
     ├── ConfigurationTypeError (TypeError)     a config argument of the wrong type
+    ├── ContextTypeError (TypeError)           audit_context given a bad user id or metadata
     ├── NotConfiguredError (RuntimeError)      no config set yet
+    ├── UserRequiredError (RuntimeError)       require_user is on and no user is known
     ├── TrackingError (ValueError)             @track_table given a bad field or class
     ├── UntrackedModelError (ValueError)       a model that is not tracked
     ├── FilterError (ValueError)               a retrieval filter that cannot match
@@ -29,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "ConfigurationTypeError",
+    "ContextTypeError",
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
@@ -38,6 +41,7 @@ __all__ = [
     "SQLAuditWarning",
     "TrackingError",
     "UntrackedModelError",
+    "UserRequiredError",
 ]
 
 
@@ -79,6 +83,29 @@ class ConfigurationTypeError(SQLAuditError, TypeError):
 
     Example:
         >>> isinstance(ConfigurationTypeError("x"), TypeError)
+        True
+    """
+
+
+class ContextTypeError(SQLAuditError, TypeError):
+    """``audit_context`` given a user id, reason or metadata it cannot store.
+
+    Example:
+        >>> from sqlaudit.context import audit_context
+        >>> audit_context(user_id=1.5)
+        Traceback (most recent call last):
+        ...
+        sqlaudit.exceptions.ContextTypeError: ...
+    """
+
+
+class UserRequiredError(SQLAuditError, RuntimeError):
+    """``require_user=True`` and a tracked change was flushed with no user known.
+
+    Raised by the flush before anything is written, so the change does not commit.
+
+    Example:
+        >>> isinstance(UserRequiredError("x"), RuntimeError)
         True
     """
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -35,6 +36,8 @@ from sqlaudit import _clock, _registry
 from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
+from sqlaudit.context import _Unset, auditing_disabled, effective_context
+from sqlaudit.exceptions import UserRequiredError
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
@@ -42,6 +45,7 @@ __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 # replaces it on every flush (so a failed flush leaves nothing behind for the next
 # one) and after_flush_postexec takes it out.
 _FLUSH_KEY = "sqlaudit.flush"
+_TRANSACTION_KEY = "sqlaudit.transaction"
 
 
 @dataclass(slots=True)
@@ -57,23 +61,52 @@ class _Pending:
 @dataclass(slots=True)
 class _FlushCapture:
     config: SQLAuditConfig
-    stamp: FlushStamp
+    changed_by: str | None
+    changed_at: datetime
+    extra: dict[str, Any] | None
     pending: list[_Pending] = field(default_factory=list)
     deleted: set[int] = field(default_factory=set)  # id() of objects captured as deleted
 
 
-def _new_capture(pending: list[_Pending]) -> _FlushCapture:
-    config = get_config()  # NotConfiguredError before anything is written
-    stamp = FlushStamp(
-        transaction_id=str(uuid.uuid4()),
-        changed_by=config.current_user_id(),
-        changed_at=_clock.utc_now(),
-    )
+def _new_capture(session: Session, pending: list[_Pending]) -> _FlushCapture:
+    """Resolve config, user and context once per flush, before anything is written."""
+    config = get_config()  # NotConfiguredError
+    context = effective_context(session)
+    if isinstance(context.user_id, _Unset):
+        changed_by = config.current_user_id()
+    else:
+        changed_by = context.user_id
+    if changed_by is None and config.require_user:
+        models = sorted({item.tracked.model.__name__ for item in pending}) or ["a tracked model"]
+        raise UserRequiredError(
+            f"A change to {', '.join(models)} was flushed with no user, and require_user is "
+            "on: wrap the work in audit_context(user_id=...), set_session_context(session, "
+            "user_id=...), or make get_user_id_callback return the user."
+        )
     deleted = {id(item.obj) for item in pending if item.operation is Operation.DELETE}
-    return _FlushCapture(config, stamp, pending, deleted)
+    return _FlushCapture(
+        config, changed_by, _clock.utc_now(), context.stored_extra(), pending, deleted
+    )
+
+
+def _transaction_id(session: Session) -> str:
+    """Return the id shared by every change row of the session's current transaction."""
+    root = session.get_transaction()
+    current = session.info.get(_TRANSACTION_KEY)
+    if current is not None and current[0] is root:
+        transaction_id: str = current[1]
+        return transaction_id
+    transaction_id = str(uuid.uuid4())
+    # The transaction object itself is kept (not its id()), so a later transaction
+    # can never be mistaken for it.
+    session.info[_TRANSACTION_KEY] = (root, transaction_id)
+    return transaction_id
 
 
 def _before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    if auditing_disabled():
+        session.info[_FLUSH_KEY] = None
+        return
     pending: list[_Pending] = []
     lookup = _registry.lookup
     for obj in session.new:
@@ -99,7 +132,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         old = {name: getattr(obj, name) for name in tracked.fields}
         resource_id = tracked.resource_id(obj, _identity(state))
         pending.append(_Pending(obj, state, tracked, Operation.DELETE, old, resource_id))
-    session.info[_FLUSH_KEY] = _new_capture(pending) if pending else None
+    session.info[_FLUSH_KEY] = _new_capture(session, pending) if pending else None
 
 
 def _persistent_to_deleted(session: Session, instance: Any) -> None:
@@ -109,13 +142,13 @@ def _persistent_to_deleted(session: Session, instance: Any) -> None:
     an attribute that was expired records no value.
     """
     tracked = _registry.lookup(type(instance))
-    if tracked is None:
+    if tracked is None or auditing_disabled():
         return
     capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
     if capture is not None and id(instance) in capture.deleted:
         return
     if capture is None:
-        capture = session.info[_FLUSH_KEY] = _new_capture([])
+        capture = session.info[_FLUSH_KEY] = _new_capture(session, [])
     state = sa_inspect(instance)
     old = {name: state.dict.get(name) for name in tracked.fields}
     resource_id = tracked.resource_id(instance, _identity(state))
@@ -127,6 +160,12 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
     capture: _FlushCapture | None = session.info.pop(_FLUSH_KEY, None)
     if capture is None:
         return
+    stamp = FlushStamp(
+        transaction_id=_transaction_id(session),
+        changed_by=capture.changed_by,
+        changed_at=capture.changed_at,
+        extra=capture.extra,
+    )
     rows_by_mapper: dict[Any, list[dict[str, Any]]] = {}
     for item in capture.pending:
         state = item.state
@@ -138,7 +177,7 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
             new = _current_values(item.obj, state, names)
             resource_id = item.resource_id or item.tracked.resource_id(item.obj, state.identity)
         assert resource_id is not None
-        rows = change_rows(item.tracked, item.operation, resource_id, item.old, new, capture.stamp)
+        rows = change_rows(item.tracked, item.operation, resource_id, item.old, new, stamp)
         if rows:
             rows_by_mapper.setdefault(state.mapper, []).extend(rows)
     if not rows_by_mapper:

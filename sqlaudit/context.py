@@ -1,0 +1,280 @@
+"""Request context for the audit trail: who is acting, why, and anything else worth keeping.
+
+:func:`audit_context` is a context manager and a decorator built on
+:mod:`contextvars`, so each thread and each asyncio task sees only its own::
+
+    from sqlaudit import audit_context
+
+    with audit_context(user_id=current_user.id, reason="support ticket 4711", request_id=rid):
+        customer.email = "new@example.com"
+        session.commit()   # the rows carry that user, reason and {"request_id": rid}
+
+Inside it, rows carry that user (overriding ``get_user_id_callback``), the reason and
+the extra metadata. Nested contexts merge (the inner one wins key by key) and
+leaving one restores the outer state. :func:`set_session_context` sets the same for
+one Session (it wins over the ambient context), and :func:`disable_auditing`
+switches capture off in its scope, a deliberate hole for maintenance jobs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, ParamSpec, TypeVar
+from uuid import UUID
+
+from sqlalchemy.orm import Session
+
+from sqlaudit.exceptions import ContextTypeError
+
+__all__ = [
+    "AuditContext",
+    "audit_context",
+    "auditing_disabled",
+    "clear_session_context",
+    "current_context",
+    "disable_auditing",
+    "set_session_context",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Unset:
+    """Marks "not given", as opposed to ``None`` ("no user")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditContext:
+    """The user, reason and extra metadata in effect for the changes being written.
+
+    ``user_id`` is :data:`UNSET` when no context chose a user (the callback decides).
+
+    Example:
+        >>> with audit_context(user_id=7, reason="import"):
+        ...     current_context().user_id, current_context().reason
+        ('7', 'import')
+    """
+
+    user_id: str | _Unset | None = UNSET
+    reason: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def merged(self, inner: AuditContext) -> AuditContext:
+        """Return this context overridden, key by key, by ``inner``."""
+        return AuditContext(
+            user_id=self.user_id if isinstance(inner.user_id, _Unset) else inner.user_id,
+            reason=self.reason if inner.reason is None else inner.reason,
+            extra=MappingProxyType({**self.extra, **inner.extra}),
+        )
+
+    def stored_extra(self) -> dict[str, Any] | None:
+        """Return what goes into the change table's JSON column (``None`` when empty)."""
+        if self.reason is None and not self.extra:
+            return None
+        stored: dict[str, Any] = {}
+        if self.reason is not None:
+            stored["reason"] = self.reason
+        if self.extra:
+            stored["extra"] = dict(self.extra)
+        return stored
+
+
+_EMPTY = AuditContext()
+_context: ContextVar[AuditContext] = ContextVar("sqlaudit_context", default=_EMPTY)
+_disabled: ContextVar[bool] = ContextVar("sqlaudit_disabled", default=False)
+SESSION_CONTEXT_KEY: Final = "sqlaudit.context"
+
+
+def _build(user_id: Any, reason: Any, extra: dict[str, Any], where: str) -> AuditContext:
+    if not isinstance(user_id, _Unset):
+        user_id = _user_id_text(user_id, where)
+    if reason is not None and not isinstance(reason, str):
+        raise ContextTypeError(
+            f"{where}(reason=...) takes a str or None, not {type(reason).__name__}."
+        )
+    for key, value in extra.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ContextTypeError(
+                f"{where}({key}=...) cannot be stored as JSON ({exc}); pass str, numbers, "
+                "bools, None, or lists/dicts of them (str(value) for anything else)."
+            ) from None
+    return AuditContext(user_id=user_id, reason=reason, extra=MappingProxyType(dict(extra)))
+
+
+def _user_id_text(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, UUID)) and not isinstance(value, bool):
+        return str(value)
+    raise ContextTypeError(
+        f"{where}(user_id=...) takes a str, int, UUID or None, not {type(value).__name__} "
+        f"{value!r}; pass the user's id, not the user."
+    )
+
+
+class audit_context:
+    """Set the user, reason and extra metadata of the changes written in its scope.
+
+    Works as a context manager (``with``/``async with``) and as a decorator of plain
+    and ``async`` functions. Nested contexts merge; leaving one restores the outer.
+
+    Args:
+        user_id: The acting user (``str``, ``int``, ``UUID``), or ``None`` for "no user";
+            overrides ``get_user_id_callback``. Omit it to keep the outer choice.
+        reason: Why the change is made, returned as ``ResourceChange.reason``.
+        **extra: JSON-serialisable metadata, returned as ``ResourceChange.extra``.
+
+    Raises:
+        ContextTypeError: a user id of another type, a non-str reason, or extra
+            metadata that cannot be stored as JSON (raised at once, before any write).
+
+    Example:
+        >>> with audit_context(user_id=1, reason="bulk fix", ticket="T-9"):
+        ...     with audit_context(user_id=2):
+        ...         ctx = current_context()
+        >>> ctx.user_id, ctx.reason, dict(ctx.extra)
+        ('2', 'bulk fix', {'ticket': 'T-9'})
+    """
+
+    def __init__(self, *, user_id: Any = UNSET, reason: str | None = None, **extra: Any) -> None:
+        self._layer = _build(user_id, reason, extra, "audit_context")
+        self._tokens: list[Token[AuditContext]] = []
+
+    def __enter__(self) -> AuditContext:
+        merged = _context.get().merged(self._layer)
+        self._tokens.append(_context.set(merged))
+        return merged
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _context.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> AuditContext:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``func`` so that each call runs inside this context."""
+        layer = self._layer
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                token = _context.set(_context.get().merged(layer))
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    _context.reset(token)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = _context.set(_context.get().merged(layer))
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _context.reset(token)
+
+        return wrapper
+
+
+def current_context() -> AuditContext:
+    """Return the ambient context (merged from every enclosing :func:`audit_context`).
+
+    Example:
+        >>> current_context().user_id
+        UNSET
+    """
+    return _context.get()
+
+
+def set_session_context(
+    session: Session, *, user_id: Any = UNSET, reason: str | None = None, **extra: Any
+) -> None:
+    """Set the user, reason and extra metadata for every change written by ``session``.
+
+    It is kept in ``session.info`` until :func:`clear_session_context` or the end of
+    the Session, and wins, key by key, over the ambient :func:`audit_context`.
+
+    Raises:
+        ContextTypeError: as :func:`audit_context`.
+
+    Example:
+        >>> set_session_context(session, user_id="cron", reason="nightly")  # doctest: +SKIP
+    """
+    layer = _build(user_id, reason, extra, "set_session_context")
+    existing = session.info.get(SESSION_CONTEXT_KEY, _EMPTY)
+    session.info[SESSION_CONTEXT_KEY] = existing.merged(layer)
+
+
+def clear_session_context(session: Session) -> None:
+    """Forget what :func:`set_session_context` set on ``session``.
+
+    Example:
+        >>> clear_session_context(session)  # doctest: +SKIP
+    """
+    session.info.pop(SESSION_CONTEXT_KEY, None)
+
+
+def effective_context(session: Session) -> AuditContext:
+    """Return the ambient context overridden by ``session``'s own, if any."""
+    ambient = _context.get()
+    own: AuditContext | None = session.info.get(SESSION_CONTEXT_KEY)
+    return ambient if own is None else ambient.merged(own)
+
+
+@contextmanager
+def disable_auditing() -> Iterator[None]:
+    """Skip capture for every flush in its scope (this thread or task only).
+
+    A deliberate hole in the audit trail, meant for maintenance jobs such as a
+    backfill that must not flood the history. Works as a decorator too.
+
+    Example:
+        >>> with disable_auditing():
+        ...     auditing_disabled()
+        True
+    """
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+def auditing_disabled() -> bool:
+    """Tell whether :func:`disable_auditing` is in effect here.
+
+    Example:
+        >>> auditing_disabled()
+        False
+    """
+    return _disabled.get()
