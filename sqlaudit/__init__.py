@@ -27,10 +27,17 @@ from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
 from sqlaudit.config import clear_config as clear_config
 from sqlaudit.config import get_config as get_config
 from sqlaudit.config import set_config as set_config
+from sqlaudit.context import AuditContext as AuditContext
+from sqlaudit.context import audit_context as audit_context
+from sqlaudit.context import clear_session_context as clear_session_context
+from sqlaudit.context import current_context as current_context
+from sqlaudit.context import disable_auditing as disable_auditing
+from sqlaudit.context import set_session_context as set_session_context
 from sqlaudit.decorators import track_table as track_table
 from sqlaudit.decorators import untrack_table as untrack_table
 from sqlaudit.exceptions import ConfigurationError as ConfigurationError
 from sqlaudit.exceptions import ConfigurationTypeError as ConfigurationTypeError
+from sqlaudit.exceptions import ContextTypeError as ContextTypeError
 from sqlaudit.exceptions import FallbackEncodingWarning as FallbackEncodingWarning
 from sqlaudit.exceptions import FilterError as FilterError
 from sqlaudit.exceptions import FilterTypeError as FilterTypeError
@@ -40,17 +47,21 @@ from sqlaudit.exceptions import SQLAuditError as SQLAuditError
 from sqlaudit.exceptions import SQLAuditWarning as SQLAuditWarning
 from sqlaudit.exceptions import TrackingError as TrackingError
 from sqlaudit.exceptions import UntrackedModelError as UntrackedModelError
+from sqlaudit.exceptions import UserRequiredError as UserRequiredError
 from sqlaudit.hooks import register_hooks as register_hooks
 from sqlaudit.hooks import unregister_hooks as unregister_hooks
 from sqlaudit.retrieval import Operation as Operation
 from sqlaudit.retrieval import ResourceChange as ResourceChange
 from sqlaudit.retrieval import get_resource_changes as get_resource_changes
+from sqlaudit.retrieval import get_transaction_changes as get_transaction_changes
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditContext",
     "ConfigurationError",
     "ConfigurationTypeError",
+    "ContextTypeError",
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
@@ -63,11 +74,18 @@ __all__ = [
     "SQLAuditWarning",
     "TrackingError",
     "UntrackedModelError",
+    "UserRequiredError",
+    "audit_context",
     "clear_config",
+    "clear_session_context",
+    "current_context",
+    "disable_auditing",
     "get_config",
     "get_resource_changes",
+    "get_transaction_changes",
     "register_hooks",
     "set_config",
+    "set_session_context",
     "track_table",
     "unregister_hooks",
     "untrack_table",

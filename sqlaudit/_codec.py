@@ -62,21 +62,32 @@ def _encode_bytes(value: bytes | bytearray | memoryview) -> str:
     return "bytes:" + base64.b64encode(bytes(value)).decode("ascii")
 
 
-# Exact-type dispatch serves the common case with one dict lookup; subclasses
-# (IntEnum, str subclasses, ...) fall through to the ordered isinstance checks.
-_EXACT: dict[type, Callable[[Any], str]] = {
-    str: lambda v: "str:" + v,
-    int: lambda v: f"int:{v}",
-    bool: lambda v: "bool:true" if v else "bool:false",
-    float: lambda v: f"float:{v!r}",
-    Decimal: lambda v: f"decimal:{v}",
-    datetime: lambda v: "datetime:" + v.isoformat(),
-    date: lambda v: "date:" + v.isoformat(),
-    time: lambda v: "time:" + v.isoformat(),
-    timedelta: _encode_timedelta,
-    UUID: lambda v: f"uuid:{v}",
-    bytes: _encode_bytes,
-}
+def _encode_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> str:
+    try:
+        return "json:" + json.dumps(value, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError):
+        return _fallback(value)
+
+
+# Ordered: Enum before its int/str mix-ins, bool before int, datetime before date.
+_ENCODERS: tuple[tuple[type[Any] | tuple[type[Any], ...], Callable[[Any], str]], ...] = (
+    (enum.Enum, _encode_enum),
+    (bool, lambda v: "bool:true" if v else "bool:false"),
+    (int, lambda v: f"int:{int(v)}"),
+    (float, lambda v: f"float:{float(v)!r}"),
+    (Decimal, lambda v: f"decimal:{v}"),
+    (str, lambda v: "str:" + str(v)),
+    (datetime, lambda v: "datetime:" + v.isoformat()),
+    (date, lambda v: "date:" + v.isoformat()),
+    (time, lambda v: "time:" + v.isoformat()),
+    (timedelta, _encode_timedelta),
+    (UUID, lambda v: f"uuid:{v}"),
+    ((bytes, bytearray, memoryview), _encode_bytes),
+    ((dict, list, tuple), _encode_json),
+)
+# The exact type of the value usually settles it with one dict lookup; subclasses
+# (IntEnum, str subclasses, ...) walk the ordered table once and are cached.
+_BY_TYPE: dict[type[Any], Callable[[Any], str]] = {}
 
 
 def encode(value: Any) -> str | None:
@@ -84,43 +95,17 @@ def encode(value: Any) -> str | None:
 
     A value of a type the codec does not know is stored as ``repr:<repr(value)>``
     with a :class:`~sqlaudit.exceptions.FallbackEncodingWarning`: it is never a
-    reason to fail the user's commit.
+    reason to fail the user's commit (unless warnings are turned into errors).
     """
     if value is None:
         return None
-    encoder = _EXACT.get(type(value))
-    if encoder is not None:
-        return encoder(value)
-    if isinstance(value, enum.Enum):
-        return _encode_enum(value)
-    if isinstance(value, bool):
-        return _EXACT[bool](value)
-    if isinstance(value, int):
-        return f"int:{int(value)}"
-    if isinstance(value, float):
-        return f"float:{float(value)!r}"
-    if isinstance(value, Decimal):
-        return f"decimal:{value}"
-    if isinstance(value, str):
-        return "str:" + str(value)
-    if isinstance(value, datetime):
-        return "datetime:" + value.isoformat()
-    if isinstance(value, date):
-        return "date:" + value.isoformat()
-    if isinstance(value, time):
-        return "time:" + value.isoformat()
-    if isinstance(value, timedelta):
-        return _encode_timedelta(value)
-    if isinstance(value, UUID):
-        return f"uuid:{value}"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return _encode_bytes(value)
-    if isinstance(value, (dict, list, tuple)):
-        try:
-            return "json:" + json.dumps(value, separators=(",", ":"), allow_nan=True)
-        except (TypeError, ValueError):
-            pass
-    return _fallback(value)
+    kind = type(value)
+    encoder = _BY_TYPE.get(kind)
+    if encoder is None:
+        encoder = next((enc for base, enc in _ENCODERS if isinstance(value, base)), _fallback)
+        if encoder is not _fallback:
+            _BY_TYPE[kind] = encoder
+    return encoder(value)
 
 
 def _fallback(value: Any) -> str:

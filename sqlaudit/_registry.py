@@ -12,7 +12,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 from weakref import WeakKeyDictionary
 
 __all__ = ["TrackedModel", "encode_resource_id", "lookup", "register", "reset", "unregister"]
@@ -28,7 +27,6 @@ class TrackedModel:
     fields: tuple[str, ...]
     primary_key: tuple[str, ...]
     resource_id_field: str | None
-    columns: tuple[str, ...]
     enum_hints: Mapping[str, type[enum.Enum]]
     primary_key_types: tuple[type[Any] | None, ...]
 
@@ -56,8 +54,6 @@ def _key_part(value: Any) -> str:
         return value
     if isinstance(value, enum.Enum):
         return _key_part(value.value)
-    if isinstance(value, UUID):
-        return str(value)
     return str(value)
 
 
@@ -84,6 +80,15 @@ def reset() -> None:
     _resolved.clear()
 
 
+def enum_hints_for_table(table_name: str) -> dict[str, type[enum.Enum]]:
+    """Return the Enum classes the models tracked on ``table_name`` declare, by field."""
+    hints: dict[str, type[enum.Enum]] = {}
+    for tracked in list(_tracked.values()):
+        if tracked.table_name == table_name:
+            hints.update(tracked.enum_hints)
+    return hints
+
+
 def lookup(cls: type[Any]) -> TrackedModel | None:
     """Return how instances of ``cls`` are tracked, or ``None`` when they are not."""
     try:
@@ -97,8 +102,3 @@ def lookup(cls: type[Any]) -> TrackedModel | None:
             break
     _resolved[cls] = found
     return found
-
-
-def lookup_exact(cls: type[Any]) -> TrackedModel | None:
-    """Return the registration made for ``cls`` itself or inherited, as :func:`lookup`."""
-    return lookup(cls)

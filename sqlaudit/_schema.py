@@ -69,6 +69,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 _Id = BigInteger().with_variant(Integer(), "sqlite")
+# MySQL's TEXT holds 64 KB; a tracked MEDIUMTEXT or JSON value may be larger.
+_Value = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 def build_change_table(name: str, schema: str | None) -> Table:
@@ -84,11 +86,11 @@ def build_change_table(name: str, schema: str | None) -> Table:
         Column("resource_id", String(255), nullable=False),
         Column("field_name", String(128), nullable=False),
         Column("operation", String(8), nullable=False),
-        Column("old_value", Text, nullable=True),
-        Column("new_value", Text, nullable=True),
+        Column("old_value", _Value, nullable=True),
+        Column("new_value", _Value, nullable=True),
         Column("changed_by", String(255), nullable=True),
         Column("changed_at", UTCDateTime(), nullable=False),
-        Column("extra", JSON, nullable=True),
+        Column("extra", JSON(none_as_null=True), nullable=True),
         Index(f"ix_{name}_resource", "table_name", "resource_id", "changed_at"),
         Index(f"ix_{name}_changed_by", "changed_by", "changed_at"),
         Index(f"ix_{name}_transaction", "transaction_id"),

@@ -137,7 +137,6 @@ def _build(
         fields=fields,
         primary_key=primary_key,
         resource_id_field=resource_id_field,
-        columns=columns,
         enum_hints=enum_hints,
         primary_key_types=tuple(_python_type(column.type) for column in mapper.primary_key),
     )

@@ -4,10 +4,15 @@ Call :func:`register_hooks` once at start-up; it listens on every
 :class:`~sqlalchemy.orm.Session` (sync sessions and those inside an
 ``AsyncSession``). Per flush:
 
-1. ``before_flush`` snapshots, for tracked objects only, the old values of changed
-   fields (updates) and the last values of all tracked fields (deletes), and
-   resolves the user once;
-2. ``after_flush_postexec`` reads what only exists after the flush (generated
+1. ``before_flush`` resolves the user and context once (so a missing config or a
+   required user fails before anything is written) and snapshots what the flush
+   would destroy: the last values of deleted objects and the old values of
+   attributes assigned a SQL expression;
+2. ``after_flush`` reads the attribute history of new and dirty tracked objects,
+   after every other ``before_flush`` listener and mapper event has had its say;
+3. ``persistent_to_deleted`` catches deletes the flush found on its own
+   (``delete-orphan`` cascades);
+4. ``after_flush_postexec`` reads what only exists after the flush (generated
    keys, defaults, values computed by SQL) and writes every change row of the
    flush with one executemany ``INSERT`` on the session's own connection, so
    the rows commit or roll back with the change.
@@ -31,6 +36,7 @@ from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import History
+from sqlalchemy.sql.elements import ClauseElement
 
 from sqlaudit import _clock, _registry
 from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
@@ -55,7 +61,7 @@ class _Pending:
     tracked: TrackedModel
     operation: Operation
     old: dict[str, Any]
-    resource_id: str | None
+    resource_id: str | None  # None for inserts until the key exists
 
 
 @dataclass(slots=True)
@@ -65,11 +71,13 @@ class _FlushCapture:
     changed_at: datetime
     extra: dict[str, Any] | None
     pending: list[_Pending] = field(default_factory=list)
-    deleted: set[int] = field(default_factory=set)  # id() of objects captured as deleted
+    # id() -> snapshot taken before the flush (deletes, SQL-expression old values)
+    before: dict[int, _Pending] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)  # id() of objects already captured
 
 
-def _new_capture(session: Session, pending: list[_Pending]) -> _FlushCapture:
-    """Resolve config, user and context once per flush, before anything is written."""
+def _new_capture(session: Session, models: set[type[Any]]) -> _FlushCapture:
+    """Resolve config, user and context once per flush."""
     config = get_config()  # NotConfiguredError
     context = effective_context(session)
     if isinstance(context.user_id, _Unset):
@@ -77,16 +85,20 @@ def _new_capture(session: Session, pending: list[_Pending]) -> _FlushCapture:
     else:
         changed_by = context.user_id
     if changed_by is None and config.require_user:
-        models = sorted({item.tracked.model.__name__ for item in pending}) or ["a tracked model"]
+        names = ", ".join(sorted(model.__name__ for model in models)) or "a tracked model"
         raise UserRequiredError(
-            f"A change to {', '.join(models)} was flushed with no user, and require_user is "
-            "on: wrap the work in audit_context(user_id=...), set_session_context(session, "
+            f"A change to {names} was flushed with no user, and require_user is on: wrap "
+            "the work in audit_context(user_id=...), set_session_context(session, "
             "user_id=...), or make get_user_id_callback return the user."
         )
-    deleted = {id(item.obj) for item in pending if item.operation is Operation.DELETE}
-    return _FlushCapture(
-        config, changed_by, _clock.utc_now(), context.stored_extra(), pending, deleted
-    )
+    return _FlushCapture(config, changed_by, _clock.utc_now(), context.stored_extra())
+
+
+def _capture_of(session: Session, tracked: TrackedModel) -> _FlushCapture:
+    capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
+    if capture is None:
+        capture = session.info[_FLUSH_KEY] = _new_capture(session, {tracked.model})
+    return capture
 
 
 def _transaction_id(session: Session) -> str:
@@ -104,35 +116,75 @@ def _transaction_id(session: Session) -> str:
 
 
 def _before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    session.info[_FLUSH_KEY] = None
     if auditing_disabled():
-        session.info[_FLUSH_KEY] = None
         return
-    pending: list[_Pending] = []
     lookup = _registry.lookup
+    models: set[type[Any]] = set()
+    before: dict[int, _Pending] = {}
     for obj in session.new:
         tracked = lookup(type(obj))
         if tracked is not None:
-            pending.append(_Pending(obj, sa_inspect(obj), tracked, Operation.INSERT, {}, None))
+            models.add(tracked.model)
+    for obj in session.dirty:
+        tracked = lookup(type(obj))
+        if tracked is None:
+            continue
+        models.add(tracked.model)
+        # A SQL expression is executed and expired by the flush, taking the old
+        # value with it: keep that old value now.
+        data = sa_inspect(obj).dict
+        expressions = [name for name in tracked.fields if isinstance(data.get(name), ClauseElement)]
+        if expressions:
+            state = sa_inspect(obj)
+            old = changed_fields(expressions, _history_reader(state))
+            before[id(obj)] = _Pending(obj, state, tracked, Operation.UPDATE, old, None)
+    for obj in session.deleted:
+        tracked = lookup(type(obj))
+        if tracked is None:
+            continue
+        models.add(tracked.model)
+        state = sa_inspect(obj)
+        resource_id = tracked.resource_id(obj, _identity(state))
+        old = _last_values(obj, state, tracked.fields)
+        before[id(obj)] = _Pending(obj, state, tracked, Operation.DELETE, old, resource_id)
+    if models:
+        capture = session.info[_FLUSH_KEY] = _new_capture(session, models)
+        capture.before = before
+
+
+def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
+    if auditing_disabled():
+        return
+    lookup = _registry.lookup
+    capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
+    before = {} if capture is None else capture.before
+    for obj in session.new:
+        tracked = lookup(type(obj))
+        if tracked is not None:
+            capture = capture or _capture_of(session, tracked)
+            capture.pending.append(
+                _Pending(obj, sa_inspect(obj), tracked, Operation.INSERT, {}, None)
+            )
     for obj in session.dirty:
         tracked = lookup(type(obj))
         if tracked is None:
             continue
         state = sa_inspect(obj)
         old = changed_fields(tracked.fields, _history_reader(state))
+        snapshot = before.get(id(obj))
+        if snapshot is not None:
+            old.update(snapshot.old)
         if old:
+            capture = capture or _capture_of(session, tracked)
             resource_id = tracked.resource_id(obj, _identity(state))
-            pending.append(_Pending(obj, state, tracked, Operation.UPDATE, old, resource_id))
-    for obj in session.deleted:
-        tracked = lookup(type(obj))
-        if tracked is None:
-            continue
-        state = sa_inspect(obj)
-        # Reading loads any expired attribute (one SELECT for all of them): a delete
-        # records the last value of every tracked field.
-        old = {name: getattr(obj, name) for name in tracked.fields}
-        resource_id = tracked.resource_id(obj, _identity(state))
-        pending.append(_Pending(obj, state, tracked, Operation.DELETE, old, resource_id))
-    session.info[_FLUSH_KEY] = _new_capture(session, pending) if pending else None
+            capture.pending.append(
+                _Pending(obj, state, tracked, Operation.UPDATE, old, resource_id)
+            )
+    for item in before.values():
+        if item.operation is Operation.DELETE and capture is not None:
+            capture.pending.append(item)
+            capture.seen.add(id(item.obj))
 
 
 def _persistent_to_deleted(session: Session, instance: Any) -> None:
@@ -144,21 +196,19 @@ def _persistent_to_deleted(session: Session, instance: Any) -> None:
     tracked = _registry.lookup(type(instance))
     if tracked is None or auditing_disabled():
         return
-    capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
-    if capture is not None and id(instance) in capture.deleted:
+    capture = _capture_of(session, tracked)
+    if id(instance) in capture.seen:
         return
-    if capture is None:
-        capture = session.info[_FLUSH_KEY] = _new_capture(session, [])
     state = sa_inspect(instance)
     old = {name: state.dict.get(name) for name in tracked.fields}
     resource_id = tracked.resource_id(instance, _identity(state))
     capture.pending.append(_Pending(instance, state, tracked, Operation.DELETE, old, resource_id))
-    capture.deleted.add(id(instance))
+    capture.seen.add(id(instance))
 
 
 def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
     capture: _FlushCapture | None = session.info.pop(_FLUSH_KEY, None)
-    if capture is None:
+    if capture is None or not capture.pending:
         return
     stamp = FlushStamp(
         transaction_id=_transaction_id(session),
@@ -168,20 +218,16 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
     )
     rows_by_mapper: dict[Any, list[dict[str, Any]]] = {}
     for item in capture.pending:
-        state = item.state
+        tracked, state = item.tracked, item.state
         if item.operation is Operation.DELETE:
             new: dict[str, Any] = {}
-            resource_id = item.resource_id
         else:
-            names = item.tracked.fields if item.operation is Operation.INSERT else item.old
+            names = tracked.fields if item.operation is Operation.INSERT else item.old
             new = _current_values(item.obj, state, names)
-            resource_id = item.resource_id or item.tracked.resource_id(item.obj, state.identity)
-        assert resource_id is not None
-        rows = change_rows(item.tracked, item.operation, resource_id, item.old, new, stamp)
+        resource_id = item.resource_id or tracked.resource_id(item.obj, _identity(state))
+        rows = change_rows(tracked, item.operation, resource_id, item.old, new, stamp)
         if rows:
             rows_by_mapper.setdefault(state.mapper, []).extend(rows)
-    if not rows_by_mapper:
-        return
     insert = capture.config.table.insert()
     connections: dict[int, Any] = {}
     for mapper, rows in rows_by_mapper.items():
@@ -203,6 +249,20 @@ def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
     return None if key is None else tuple(key[1])
 
 
+def _last_values(obj: Any, state: InstanceState[Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Return the values the database holds for an object about to be deleted.
+
+    An edit made and not flushed before the delete never reached the database, so
+    its old side is used; an expired attribute is loaded (one SELECT for all).
+    """
+    attrs = state.attrs
+    values: dict[str, Any] = {}
+    for name in names:
+        history = attrs[name].history
+        values[name] = history.deleted[0] if history.deleted else getattr(obj, name)
+    return values
+
+
 def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str, Any]:
     """Return the values after the flush.
 
@@ -210,22 +270,12 @@ def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str
     all in one SELECT.
     """
     data = state.dict
-    values: dict[str, Any] = {}
-    missing = []
-    for name in names:
-        if name in data:
-            values[name] = data[name]
-        else:
-            missing.append(name)
-    if missing:
-        unloaded = state.unloaded
-        for name in missing:
-            values[name] = getattr(obj, name) if name in unloaded else None
-    return values
+    return {name: data[name] if name in data else getattr(obj, name) for name in names}
 
 
 _EVENTS = (
     ("before_flush", _before_flush),
+    ("after_flush", _after_flush),
     ("persistent_to_deleted", _persistent_to_deleted),
     ("after_flush_postexec", _after_flush_postexec),
 )

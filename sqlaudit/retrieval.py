@@ -20,8 +20,9 @@ The query itself is built by :func:`build_changes_query`, so other executors
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 from uuid import UUID
@@ -36,7 +37,13 @@ from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import FilterError, FilterTypeError, UntrackedModelError
 
-__all__ = ["Operation", "ResourceChange", "build_changes_query", "get_resource_changes"]
+__all__ = [
+    "Operation",
+    "ResourceChange",
+    "build_changes_query",
+    "get_resource_changes",
+    "get_transaction_changes",
+]
 
 IdValue = str | int | UUID
 ResourceIds = IdValue | tuple[IdValue, ...] | Iterable[IdValue | tuple[IdValue, ...]]
@@ -58,7 +65,9 @@ class ResourceChange:
         new_value: The value after (``None``: no value), with its Python type.
         changed_by: The user id as text, or ``None`` when no user was known.
         timestamp: When, aware, in ``config.time_zone``.
-        transaction_id: Shared by every row written by one flush.
+        transaction_id: Shared by every row written in one database transaction.
+        reason: The ``reason`` of the :func:`~sqlaudit.audit_context` in effect, or ``None``.
+        extra: The extra metadata of that context (empty when none).
 
     Example:
         >>> changes = get_resource_changes(Customer, filter_resource_ids=2)  # doctest: +SKIP
@@ -77,6 +86,8 @@ class ResourceChange:
     changed_by: str | None
     timestamp: datetime
     transaction_id: str
+    reason: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def get_resource_changes(
@@ -88,6 +99,7 @@ def get_resource_changes(
     filter_date_range: tuple[DateBound, DateBound] | None = None,
     limit: int | None = None,
     offset: int | None = None,
+    filter_transaction_ids: str | UUID | Iterable[str | UUID] | None = None,
 ) -> list[ResourceChange]:
     """Return the recorded changes of a tracked model, newest first.
 
@@ -107,6 +119,7 @@ def get_resource_changes(
             a ``date`` means its whole day in ``config.time_zone``.
         limit: At most this many change rows.
         offset: Skip this many change rows first.
+        filter_transaction_ids: One transaction id or a list.
 
     Returns:
         The changes, newest first; rows written at the same instant come newest
@@ -135,16 +148,61 @@ def get_resource_changes(
         filter_date_range=filter_date_range,
         limit=limit,
         offset=offset,
+        filter_transaction_ids=filter_transaction_ids,
     )
+    rows = _execute(config, session, query)
+    return _to_changes(rows, config.zone)
+
+
+def get_transaction_changes(
+    transaction_id: str | UUID, session: Session | None = None
+) -> list[ResourceChange]:
+    """Return every change row written in one database transaction, across models.
+
+    Args:
+        transaction_id: A ``ResourceChange.transaction_id``.
+        session: The Session to read with; ``None`` opens one from
+            ``config.session_factory`` and closes it afterwards.
+
+    Returns:
+        The changes, newest first (same order as :func:`get_resource_changes`).
+
+    Raises:
+        FilterTypeError: ``transaction_id`` is not a str or UUID.
+
+    Example:
+        >>> change = get_resource_changes(Customer, filter_resource_ids=2)[0]  # doctest: +SKIP
+        >>> get_transaction_changes(change.transaction_id)  # doctest: +SKIP
+    """
+    config = get_config()
+    table = config.table
+    query = (
+        select(table)
+        .where(table.c.transaction_id == _transaction_text(transaction_id))
+        .order_by(table.c.changed_at.desc(), table.c.id.desc())
+    )
+    return _to_changes(_execute(config, session, query), config.zone)
+
+
+def _execute(config: SQLAuditConfig, session: Session | None, query: Select[Any]) -> Any:
     if session is None:
         with config.open_session() as own_session:
-            rows = own_session.execute(query).all()
-    else:
-        rows = session.execute(query).all()
-    return to_changes(rows, tracked_model(model_class), config.zone)
+            return own_session.execute(query).all()
+    return session.execute(query).all()
 
 
-def tracked_model(model_class: type[Any]) -> TrackedModel:
+def _transaction_text(value: Any) -> str:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise FilterTypeError(
+        f"transaction ids are str (or UUID), as ResourceChange.transaction_id gives them, "
+        f"not {type(value).__name__} {value!r}."
+    )
+
+
+def _tracked_model(model_class: type[Any]) -> TrackedModel:
     """Return how ``model_class`` is tracked, or raise :class:`UntrackedModelError`."""
     if not isinstance(model_class, type):
         raise FilterTypeError(
@@ -170,13 +228,14 @@ def build_changes_query(
     filter_date_range: tuple[DateBound, DateBound] | None = None,
     limit: int | None = None,
     offset: int | None = None,
+    filter_transaction_ids: str | UUID | Iterable[str | UUID] | None = None,
 ) -> Select[Any]:
     """Build, and validate, the ``SELECT`` behind :func:`get_resource_changes`.
 
     Example:
         >>> query = build_changes_query(Customer, config=get_config())  # doctest: +SKIP
     """
-    tracked = tracked_model(model_class)
+    tracked = _tracked_model(model_class)
     table = config.table
     query = select(table).where(table.c.table_name == tracked.table_name)
     if filter_resource_ids is not None:
@@ -197,6 +256,9 @@ def build_changes_query(
             query = query.where(table.c.changed_at >= start)
         if end is not None:
             query = query.where(table.c.changed_at < end)
+    if filter_transaction_ids is not None:
+        transactions = [_transaction_text(value) for value in _as_list(filter_transaction_ids)]
+        query = query.where(table.c.transaction_id.in_(transactions))
     query = query.order_by(table.c.changed_at.desc(), table.c.id.desc())
     if limit is not None:
         query = query.limit(_count(limit, "limit"))
@@ -205,13 +267,16 @@ def build_changes_query(
     return query
 
 
-def to_changes(
-    rows: Sequence[Row[Any]], tracked: TrackedModel, zone: tzinfo
-) -> list[ResourceChange]:
+def _to_changes(rows: Sequence[Row[Any]], zone: tzinfo) -> list[ResourceChange]:
     """Map change-table rows to :class:`ResourceChange` values."""
-    hints = tracked.enum_hints
-    return [
-        ResourceChange(
+    hints_by_table: dict[str, dict[str, type[enum.Enum]]] = {}
+    changes = []
+    for row in rows:
+        hints = hints_by_table.get(row.table_name)
+        if hints is None:
+            hints = hints_by_table[row.table_name] = _registry.enum_hints_for_table(row.table_name)
+        stored = row.extra or {}
+        change = ResourceChange(
             change_id=row.id,
             table_name=row.table_name,
             table_label=row.table_label,
@@ -223,9 +288,11 @@ def to_changes(
             changed_by=row.changed_by,
             timestamp=row.changed_at.astimezone(zone),
             transaction_id=row.transaction_id,
+            reason=stored.get("reason"),
+            extra=stored.get("extra", {}),
         )
-        for row in rows
-    ]
+        changes.append(change)
+    return changes
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -302,15 +369,15 @@ def _date_range(value: Any, zone: tzinfo) -> tuple[datetime | None, datetime | N
     start_value, end_value = value
     start = None if start_value is None else _bound(start_value, zone, "start")
     end = None if end_value is None else _bound(end_value, zone, "end")
-    if start is not None and end is not None and start > end:
-        raise FilterError(
-            f"filter_date_range starts after it ends ({start_value!r} > {end_value!r}); "
-            "swap the bounds."
-        )
     # The end bound is inclusive: a datetime end includes its own microsecond, a
     # date end includes its whole day; both become an exclusive "<" bound.
     if end is not None:
         end = end + (timedelta(days=1) if type(end_value) is date else timedelta(microseconds=1))
+    if start is not None and end is not None and start >= end:
+        raise FilterError(
+            f"filter_date_range starts after it ends ({start_value!r} > {end_value!r}); "
+            "swap the bounds."
+        )
     return start, end
 
 

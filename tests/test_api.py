@@ -17,6 +17,7 @@ from sqlaudit.config import SQLAuditConfig, set_config
 
 SUBMODULES = [
     "sqlaudit.config",
+    "sqlaudit.context",
     "sqlaudit.decorators",
     "sqlaudit.hooks",
     "sqlaudit.retrieval",

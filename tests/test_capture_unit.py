@@ -31,7 +31,6 @@ TRACKED = TrackedModel(
     fields=("name", "email", "age"),
     primary_key=("id",),
     resource_id_field=None,
-    columns=("id", "name", "email", "age"),
     enum_hints={},
     primary_key_types=(int,),
 )
