@@ -38,6 +38,12 @@ class TrackedModel:
             identity = tuple(getattr(obj, key) for key in self.primary_key)
         return encode_resource_id(identity)
 
+    def resource_id_of(self, key: tuple[Any, ...], values: Mapping[str, Any]) -> str:
+        """Return the stored resource id of a row given its primary key and column values."""
+        if self.resource_id_field is not None:
+            return encode_resource_id((values[self.resource_id_field],))
+        return encode_resource_id(key)
+
 
 def encode_resource_id(values: tuple[Any, ...]) -> str:
     """Encode a (possibly composite) key as text: ``"7"``, or ``'["7","a"]'`` when composite.

@@ -14,6 +14,7 @@ exceptions keeps working::
     ├── UserRequiredError (RuntimeError)       require_user is on and no user is known
     ├── TrackingError (ValueError)             @track_table given a bad field or class
     ├── UntrackedModelError (ValueError)       a model that is not tracked
+    ├── BulkStatementError (ValueError)        a bulk statement whose rows cannot be audited
     ├── FilterError (ValueError)               a retrieval filter that cannot match
     └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
 
@@ -29,6 +30,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",
     "ContextTypeError",
@@ -137,6 +139,17 @@ class UntrackedModelError(SQLAuditError, ValueError):
 
     Example:
         >>> isinstance(UntrackedModelError("x"), ValueError)
+        True
+    """
+
+
+class BulkStatementError(SQLAuditError, ValueError):
+    """A bulk statement on a tracked model whose affected rows sqlaudit cannot identify.
+
+    Raised before the statement runs, so nothing commits without its audit rows.
+
+    Example:
+        >>> isinstance(BulkStatementError("x"), ValueError)
         True
     """
 

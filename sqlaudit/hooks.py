@@ -27,23 +27,24 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import InstanceState, Session, UOWTransaction
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import History
 from sqlalchemy.sql.elements import ClauseElement
 
-from sqlaudit import _clock, _registry
+from sqlaudit import _bulk, _clock, _registry
 from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.context import _Unset, auditing_disabled, effective_context
-from sqlaudit.exceptions import UserRequiredError
+from sqlaudit.exceptions import BulkStatementError, UserRequiredError
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
@@ -228,13 +229,118 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         rows = change_rows(tracked, item.operation, resource_id, item.old, new, stamp)
         if rows:
             rows_by_mapper.setdefault(state.mapper, []).extend(rows)
-    insert = capture.config.table.insert()
+    _write(session, capture.config, rows_by_mapper)
+
+
+def _write(
+    session: Session, config: SQLAuditConfig, rows_by_mapper: dict[Any, list[dict[str, Any]]]
+) -> None:
+    """Write the rows with one executemany INSERT per connection (usually exactly one)."""
+    insert = config.table.insert()
     connections: dict[int, Any] = {}
     for mapper, rows in rows_by_mapper.items():
         connection = session.connection(bind_arguments={"mapper": mapper})
         connections.setdefault(id(connection), (connection, []))[1].extend(rows)
     for connection, rows in connections.values():
         connection.execute(insert, rows)
+
+
+def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
+    """Audit bulk ``insert()``/``update()``/``delete()`` statements run through a Session."""
+    if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
+        return None
+    mapper = orm_state.bind_mapper
+    if mapper is None or auditing_disabled():
+        return None
+    tracked = _registry.lookup(mapper.class_)
+    if tracked is None:
+        return None
+    session = orm_state.session
+    statement: Any = orm_state.statement
+    raw = orm_state.parameters
+    parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
+    if orm_state.is_update:
+        assigned = _bulk.assigned_fields(mapper, statement, parameters)
+        fields = [name for name in tracked.fields if name in assigned]
+        if not fields:
+            return None  # touches no tracked field: nothing to read, nothing to write
+        operation = Operation.UPDATE
+    else:
+        fields = list(tracked.fields)
+        operation = Operation.DELETE if orm_state.is_delete else Operation.INSERT
+    capture = _new_capture(session, {tracked.model})  # errors before anything is written
+    read = list(dict.fromkeys([*fields, *filter(None, [tracked.resource_id_field])]))
+    key_size = len(tracked.primary_key)
+    bind = orm_state.bind_arguments
+
+    def fetch(queries: list[Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        rows: list[Any] = []
+        for query in queries:
+            rows.extend(session.execute(query, bind_arguments=bind).all())
+        return _bulk.rows_by_key(rows, key_size, read)
+
+    old: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if operation is Operation.INSERT:
+        result, keys = _invoke_insert(orm_state, statement, mapper, tracked, parameters)
+    else:
+        if parameters:
+            keys = _bulk.keys_from_parameters(tracked, parameters)
+            old = fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=True))
+        else:
+            old = fetch([_bulk.select_affected(mapper, tracked, statement, read)])
+        result = orm_state.invoke_statement()
+        keys = list(old)
+    new = (
+        {}
+        if operation is Operation.DELETE
+        else fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=False))
+    )
+    stamp = FlushStamp(
+        transaction_id=_transaction_id(session),
+        changed_by=capture.changed_by,
+        changed_at=capture.changed_at,
+        extra=capture.extra,
+    )
+    rows: list[dict[str, Any]] = []
+    for key in keys:
+        before, after = old.get(key, {}), new.get(key, {})
+        values = after or before
+        resource_id = tracked.resource_id_of(key, values)
+        if operation is Operation.UPDATE:
+            before = {name: before.get(name) for name in fields}
+        rows.extend(change_rows(tracked, operation, resource_id, before, after, stamp))
+    if rows:
+        _write(session, capture.config, {mapper: rows})
+    return result
+
+
+def _invoke_insert(
+    orm_state: ORMExecuteState,
+    statement: Any,
+    mapper: Any,
+    tracked: TrackedModel,
+    parameters: list[Mapping[str, Any]],
+) -> tuple[Result[Any], list[tuple[Any, ...]]]:
+    """Run a bulk INSERT and return its result and the primary keys it inserted."""
+    if parameters and all(
+        all(name in params for name in tracked.primary_key) for params in parameters
+    ):
+        return orm_state.invoke_statement(), _bulk.keys_from_parameters(tracked, parameters)
+    dialect = orm_state.session.get_bind(mapper=mapper).dialect
+    supported = dialect.insert_executemany_returning if parameters else dialect.insert_returning
+    if getattr(statement, "_returning", ()) or not supported or statement.select is not None:
+        raise BulkStatementError(
+            f"sqlaudit cannot tell which {tracked.model.__name__} rows this bulk insert "
+            f"creates on {dialect.name} (no primary keys given"
+            f"{', a RETURNING clause of its own' if statement._returning else ''}"
+            f"{', an INSERT ... SELECT' if statement.select is not None else ''}), so it "
+            "would commit without audit rows: give each row its primary key "
+            f"({', '.join(tracked.primary_key)}) or use session.add_all()."
+        )
+    pk_columns = [mapper.attrs[name].expression for name in tracked.primary_key]
+    frozen = orm_state.invoke_statement(statement=statement.returning(*pk_columns)).freeze()
+    keys = [tuple(row) for row in frozen.data]
+    return frozen(), keys
 
 
 def _history_reader(state: InstanceState[Any]) -> Callable[[str], History]:
@@ -274,6 +380,7 @@ def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str
 
 
 _EVENTS = (
+    ("do_orm_execute", _do_orm_execute),
     ("before_flush", _before_flush),
     ("after_flush", _after_flush),
     ("persistent_to_deleted", _persistent_to_deleted),
