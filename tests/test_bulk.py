@@ -1,0 +1,170 @@
+"""Bulk ORM statements run through a Session are audited like the unit of work."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import String, delete, func, insert, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sqlaudit import (
+    BulkStatementError,
+    audit_context,
+    disable_auditing,
+    get_resource_changes,
+    track_table,
+)
+
+
+def declare_player(base):
+    @track_table(tracked_fields=["name", "score"])
+    class Player(base):
+        __tablename__ = "players"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(50))
+        score: Mapped[int]
+        visits: Mapped[int] = mapped_column(default=0)
+
+    return Player
+
+
+@pytest.fixture
+def Player(audit):
+    model = declare_player(audit.base)
+    audit.create_tables()
+    with audit.Session() as session:
+        for i in (1, 2, 3):  # generated keys 1, 2, 3, one flush each to fix the order
+            session.add(model(name=f"p{i}", score=i * 10))
+            session.flush()
+        session.commit()
+    return model
+
+
+def history(model, **filters):
+    """(operation, resource, field, old, new) for every change, oldest first."""
+    return [
+        (c.operation, c.resource_id, c.field_name, c.old_value, c.new_value)
+        for c in reversed(get_resource_changes(model, **filters))
+    ]
+
+
+def updates(model):
+    return [row for row in history(model) if row[0] != "insert"]
+
+
+@pytest.mark.parametrize("sync", ["auto", False, "evaluate", "fetch"])
+def test_update_with_sql_expression_records_true_old_and_new_values(audit, Player, sync):
+    """`update(...).where(...).values(score=score + 1)` records each affected row's old and computed new value."""
+    with audit.Session() as session:
+        session.execute(
+            update(Player)
+            .where(Player.score >= 20)
+            .values(score=Player.score + 1)
+            .execution_options(synchronize_session=sync)
+        )
+        session.commit()
+    assert sorted(updates(Player)) == [
+        ("update", "2", "score", 20, 21),
+        ("update", "3", "score", 30, 31),
+    ]
+
+
+@pytest.mark.parametrize("sync", ["auto", False, "evaluate", "fetch"])
+def test_delete_statement_records_last_values(audit, Player, sync):
+    """`delete(...).where(...)` records the last value of every tracked field of each deleted row."""
+    with audit.Session() as session:
+        session.execute(
+            delete(Player).where(Player.name == "p2").execution_options(synchronize_session=sync)
+        )
+        session.commit()
+    assert sorted(updates(Player)) == [
+        ("delete", "2", "name", "p2", None),
+        ("delete", "2", "score", 20, None),
+    ]
+
+
+def test_update_by_primary_key_list(audit, Player):
+    """`session.execute(update(Model), [dicts with keys])` records each row's changed fields."""
+    with audit.Session() as session:
+        session.execute(update(Player), [{"id": 1, "name": "one"}, {"id": 3, "name": "p3"}])
+        session.commit()
+    # row 3 was given its own value: no net change, nothing recorded
+    assert updates(Player) == [("update", "1", "name", "p1", "one")]
+
+
+def test_update_of_untracked_field_costs_nothing_extra(audit, Player, count_statements):
+    """A bulk update that assigns no tracked field runs alone: no read, no audit write."""
+    with audit.Session() as session:
+        session.execute(update(Player).values(visits=Player.visits + 1))
+        session.commit()
+    statements = [
+        s for s, _ in count_statements.statements if not s.startswith(("BEGIN", "COMMIT"))
+    ]
+    assert len(statements) == 1
+    assert statements[0].upper().startswith("UPDATE")
+    assert updates(Player) == []
+
+
+def test_update_matching_no_rows_writes_nothing(audit, Player, count_statements):
+    """A bulk update that matches no row writes no change row."""
+    with audit.Session() as session:
+        session.execute(update(Player).where(Player.id > 100).values(name="x"))
+        session.commit()
+    assert not count_statements.matching(lambda s: "sqlaudit_changes" in s)
+    assert updates(Player) == []
+
+
+def test_bulk_insert_with_and_without_primary_keys(audit, Player):
+    """ORM bulk `insert(Model)` records every tracked field, whether the keys are given or generated."""
+    with audit.Session() as session:
+        session.execute(insert(Player), [{"id": 7, "name": "seven", "score": 70}])
+        session.execute(insert(Player), [{"name": "gen", "score": 5}, {"name": "gen2", "score": 6}])
+        session.commit()
+        generated = session.scalars(select(Player.id).where(Player.name.like("gen%"))).all()
+    rows = [row for row in history(Player) if row[1] not in ("1", "2", "3")]
+    assert ("insert", "7", "name", None, "seven") in rows
+    assert ("insert", "7", "score", None, 70) in rows
+    resources = {row[1] for row in rows if row[3:] in ((None, "gen"), (None, "gen2"))}
+    assert resources == {str(key) for key in generated}
+    assert len(rows) == 6
+
+
+def test_insert_from_select_is_refused_before_anything_is_written(audit, Player):
+    """An INSERT ... SELECT on a tracked model cannot be audited: it fails before running."""
+    with audit.Session() as session:
+        statement = insert(Player).from_select(
+            ["name", "score"], select(Player.name + "-copy", Player.score).where(Player.id == 1)
+        )
+        with pytest.raises(BulkStatementError, match=r"Player.*primary key"):
+            session.execute(statement)
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(Player)) == 3
+
+
+def test_bulk_changes_roll_back_with_the_transaction(audit, Player):
+    """Rolling back a bulk update leaves no change rows behind."""
+    with audit.Session() as session:
+        session.execute(update(Player).values(name="gone"))
+        session.rollback()
+    assert updates(Player) == []
+
+
+def test_bulk_rows_carry_context_user_and_transaction(audit, Player):
+    """Bulk rows carry the audit_context user and share the transaction id with flushed rows."""
+    audit.user = 1
+    with audit_context(user_id="admin", reason="cleanup"), audit.Session() as session:
+        session.get(Player, 1).name = "flushed"
+        session.flush()
+        session.execute(delete(Player).where(Player.id == 2))
+        session.commit()
+    changes = [c for c in get_resource_changes(Player) if c.operation != "insert"]
+    assert {c.changed_by for c in changes} == {"admin"}
+    assert {c.reason for c in changes} == {"cleanup"}
+    assert len({c.transaction_id for c in changes}) == 1
+
+
+def test_disable_auditing_skips_bulk_statements(audit, Player):
+    """Inside disable_auditing() a bulk statement records nothing."""
+    with disable_auditing(), audit.Session() as session:
+        session.execute(update(Player).values(score=0))
+        session.commit()
+    assert updates(Player) == []
