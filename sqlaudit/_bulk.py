@@ -54,7 +54,8 @@ def _attribute_key(mapper: Mapper[Any], key: Any) -> str:
 
 
 def _columns(mapper: Mapper[Any], names: Iterable[str]) -> list[Any]:
-    return [mapper.attrs[name].expression for name in names]
+    # Class-bound attributes, so a joined-inheritance class selects FROM its join.
+    return [getattr(mapper.class_, name) for name in names]
 
 
 def select_affected(

@@ -266,12 +266,27 @@ def _resolve_zone(value: str | tzinfo | None) -> tzinfo:
 
 
 def _check_session(session: object) -> Session:
+    if is_async_source(session):
+        raise ConfigurationTypeError(
+            "SQLAuditConfig.session_factory produces async sessions, which synchronous code "
+            "cannot use: read with sqlaudit.asyncio (get_resource_changes, "
+            "get_transaction_changes), and create the change table with "
+            "SQLAuditConfig(..., create_table=False) plus "
+            "`await sqlaudit.asyncio.create_change_table(engine)`."
+        )
     if not isinstance(session, Session):
         raise ConfigurationTypeError(
             f"SQLAuditConfig.session_factory produced a {type(session).__name__}, not a "
             "sqlalchemy.orm.Session; pass a sessionmaker or a function returning a Session."
         )
     return session
+
+
+def is_async_source(produced: object) -> bool:
+    """Tell whether a session factory's product is async (an AsyncSession or async generator)."""
+    if pyinspect.isasyncgen(produced) or pyinspect.iscoroutine(produced):
+        return True
+    return any(cls.__name__ == "AsyncSession" for cls in type(produced).__mro__)
 
 
 _config: SQLAuditConfig | None = None
@@ -298,6 +313,10 @@ def set_config(config: SQLAuditConfig) -> None:
             "build one with SQLAuditConfig(session_factory=...)."
         )
     if config.create_table:
+        if pyinspect.isasyncgenfunction(config.session_factory) or pyinspect.iscoroutinefunction(
+            config.session_factory
+        ):
+            _check_session(config.session_factory())  # raises, explaining the async set-up
         with config.open_session() as session:
             bind = session.get_bind()
             _schema.create_change_table(config.table, bind)

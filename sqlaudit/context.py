@@ -108,7 +108,7 @@ def _build(user_id: Any, reason: Any, extra: dict[str, Any], where: str) -> Audi
         )
     for key, value in extra.items():
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ContextTypeError(
                 f"{where}({key}=...) cannot be stored as JSON ({exc}); pass str, numbers, "

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Mapper
@@ -56,8 +55,8 @@ def track_table(
 
     Tracking is per class: declaring a fresh class for the same table (as a test
     suite does) registers that class too. Old values are always known, even for
-    attributes a commit expired, because tracked attributes load the value they
-    replace (SQLAlchemy's *active history*). Known blind spot: a row deleted as
+    attributes a commit expired: the flush reads the values it is about to
+    replace, for all such objects of a model in one query. Known blind spot: a row deleted as
     an orphan by a ``delete-orphan`` cascade records the values its object had
     loaded; an attribute that was expired at that moment records no value.
 
@@ -124,12 +123,6 @@ def _build(
         column_type = mapper.columns[name].type
         if isinstance(column_type, SAEnum) and column_type.enum_class is not None:
             enum_hints[name] = column_type.enum_class
-    for name in fields:
-        # Active history: setting an expired or unloaded attribute first loads the
-        # value it replaces, so the old value is known at flush time.
-        attribute = getattr(cls, name)
-        if not event.contains(attribute, "set", _keep_old_value):
-            event.listen(attribute, "set", _keep_old_value, active_history=True, propagate=True)
     return _registry.TrackedModel(
         model=cls,
         table_name=table_name,
@@ -169,7 +162,3 @@ def _check_column(
         f"{cls.__name__}.{name} is not a column of {table_name}; columns are: {listing}."
         f"{hint} Fix {option} in @track_table on {cls.__name__}."
     )
-
-
-def _keep_old_value(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
-    """Do nothing; registered only for its ``active_history=True``."""

@@ -37,6 +37,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import History
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
 from sqlaudit import _bulk, _clock, _registry
@@ -63,6 +64,7 @@ class _Pending:
     operation: Operation
     old: dict[str, Any]
     resource_id: str | None  # None for inserts until the key exists
+    missing: list[str] = field(default_factory=list)  # old values still to be read
 
 
 @dataclass(slots=True)
@@ -75,17 +77,27 @@ class _FlushCapture:
     # id() -> snapshot taken before the flush (deletes, SQL-expression old values)
     before: dict[int, _Pending] = field(default_factory=dict)
     seen: set[int] = field(default_factory=set)  # id() of objects already captured
+    updates: dict[int, _Pending] = field(default_factory=dict)  # id() -> UPDATE pending
 
 
-def _new_capture(session: Session, models: set[type[Any]]) -> _FlushCapture:
-    """Resolve config, user and context once per flush."""
+def _new_capture(
+    session: Session,
+    models: set[type[Any]],
+    changes_anything: Callable[[], bool] = lambda: True,
+) -> _FlushCapture:
+    """Resolve config, user and context once per flush.
+
+    ``changes_anything`` tells, only when it matters (``require_user`` and no user),
+    whether the flush really changes a tracked value: assigning an equal value is
+    no change and needs no user.
+    """
     config = get_config()  # NotConfiguredError
     context = effective_context(session)
     if isinstance(context.user_id, _Unset):
         changed_by = config.current_user_id()
     else:
         changed_by = context.user_id
-    if changed_by is None and config.require_user:
+    if changed_by is None and config.require_user and changes_anything():
         names = ", ".join(sorted(model.__name__ for model in models)) or "a tracked model"
         raise UserRequiredError(
             f"A change to {names} was flushed with no user, and require_user is on: wrap "
@@ -127,19 +139,23 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         tracked = lookup(type(obj))
         if tracked is not None:
             models.add(tracked.model)
+    unknown: dict[TrackedModel, list[_Pending]] = {}
+    dirty: list[tuple[InstanceState[Any], TrackedModel]] = []
     for obj in session.dirty:
         tracked = lookup(type(obj))
         if tracked is None:
             continue
+        state = sa_inspect(obj)
+        committed = state.committed_state
+        if not any(name in committed for name in tracked.fields):
+            continue  # only untracked attributes were assigned
         models.add(tracked.model)
-        # A SQL expression is executed and expired by the flush, taking the old
-        # value with it: keep that old value now.
-        data = sa_inspect(obj).dict
-        expressions = [name for name in tracked.fields if isinstance(data.get(name), ClauseElement)]
-        if expressions:
-            state = sa_inspect(obj)
-            old = changed_fields(expressions, _history_reader(state))
-            before[id(obj)] = _Pending(obj, state, tracked, Operation.UPDATE, old, None)
+        dirty.append((state, tracked))
+        snapshot = _update_snapshot(obj, state, tracked)
+        if snapshot is not None:
+            before[id(obj)] = snapshot
+            if snapshot.missing:
+                unknown.setdefault(tracked, []).append(snapshot)
     for obj in session.deleted:
         tracked = lookup(type(obj))
         if tracked is None:
@@ -147,11 +163,77 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         models.add(tracked.model)
         state = sa_inspect(obj)
         resource_id = tracked.resource_id(obj, _identity(state))
-        old = _last_values(obj, state, tracked.fields)
-        before[id(obj)] = _Pending(obj, state, tracked, Operation.DELETE, old, resource_id)
+        snapshot = _delete_snapshot(obj, state, tracked, resource_id)
+        before[id(obj)] = snapshot
+        if snapshot.missing:
+            unknown.setdefault(tracked, []).append(snapshot)
     if models:
-        capture = session.info[_FLUSH_KEY] = _new_capture(session, models)
+
+        def changes_anything() -> bool:
+            return (
+                len(before) > 0
+                or any(lookup(type(obj)) is not None for obj in session.new)
+                or any(changed_fields(t.fields, _history_reader(s)) for s, t in dirty)
+            )
+
+        capture = session.info[_FLUSH_KEY] = _new_capture(session, models, changes_anything)
         capture.before = before
+    for tracked, snapshots in unknown.items():
+        _read_old_values(session, tracked, snapshots)
+
+
+# The committed value of an attribute assigned while expired or never loaded:
+# SQLAlchemy did not load it (loading on assignment would break AsyncSession).
+_UNKNOWN = NO_VALUE
+
+
+def _update_snapshot(obj: Any, state: InstanceState[Any], tracked: TrackedModel) -> _Pending | None:
+    """Keep, before the flush, the old values the flush would lose.
+
+    Two kinds: attributes assigned a SQL expression (the flush expires them, and
+    their history with them), and attributes assigned while expired or unloaded
+    (their old value was never loaded). The first are known now; the second are
+    listed in ``missing`` for one batched read per model.
+    """
+    committed = state.committed_state
+    if not committed:
+        return None
+    data = state.dict
+    old: dict[str, Any] = {}
+    missing: list[str] = []
+    for name in tracked.fields:
+        if name not in committed:
+            continue
+        value = committed[name]
+        if value is _UNKNOWN:
+            missing.append(name)
+        elif isinstance(data.get(name), ClauseElement):
+            old[name] = value
+    if not old and not missing:
+        return None
+    snapshot = _Pending(obj, state, tracked, Operation.UPDATE, old, None)
+    snapshot.missing = missing
+    return snapshot
+
+
+def _read_old_values(session: Session, tracked: TrackedModel, snapshots: list[_Pending]) -> None:
+    """Read the database's current values of attributes assigned unloaded, in one query.
+
+    The rows are locked (``FOR UPDATE`` where the database has it) so that the value
+    read is the value the flush's UPDATE replaces.
+    """
+    mapper = snapshots[0].state.mapper
+    names = list(dict.fromkeys(name for item in snapshots for name in item.missing))
+    keys = [key for item in snapshots if (key := _identity(item.state)) is not None]
+    rows: list[Any] = []
+    for query in _bulk.select_by_keys(mapper, tracked, names, keys, lock=True):
+        rows.extend(session.execute(query, bind_arguments={"mapper": mapper}).all())
+    values = _bulk.rows_by_key(rows, len(tracked.primary_key), names)
+    for item in snapshots:
+        identity = _identity(item.state)
+        current = values.get(identity, {}) if identity is not None else {}
+        for name in item.missing:
+            item.old[name] = current.get(name)
 
 
 def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
@@ -179,9 +261,9 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
         if old:
             capture = capture or _capture_of(session, tracked)
             resource_id = tracked.resource_id(obj, _identity(state))
-            capture.pending.append(
-                _Pending(obj, state, tracked, Operation.UPDATE, old, resource_id)
-            )
+            update = _Pending(obj, state, tracked, Operation.UPDATE, old, resource_id)
+            capture.pending.append(update)
+            capture.updates[id(obj)] = update
     for item in before.values():
         if item.operation is Operation.DELETE and capture is not None:
             capture.pending.append(item)
@@ -202,6 +284,12 @@ def _persistent_to_deleted(session: Session, instance: Any) -> None:
         return
     state = sa_inspect(instance)
     old = {name: state.dict.get(name) for name in tracked.fields}
+    update = capture.updates.pop(id(instance), None)
+    if update is not None:
+        # Edited, then orphaned: the row was deleted, never updated; the edit's old
+        # side is what the database held.
+        old.update(update.old)
+        update.old = {}
     resource_id = tracked.resource_id(instance, _identity(state))
     capture.pending.append(_Pending(instance, state, tracked, Operation.DELETE, old, resource_id))
     capture.seen.add(id(instance))
@@ -355,18 +443,29 @@ def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
     return None if key is None else tuple(key[1])
 
 
-def _last_values(obj: Any, state: InstanceState[Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """Return the values the database holds for an object about to be deleted.
+def _delete_snapshot(
+    obj: Any, state: InstanceState[Any], tracked: TrackedModel, resource_id: str
+) -> _Pending:
+    """Keep the values the database holds for an object about to be deleted.
 
     An edit made and not flushed before the delete never reached the database, so
-    its old side is used; an expired attribute is loaded (one SELECT for all).
+    its committed side is used (read from the database when it was never loaded);
+    an expired attribute is loaded (one SELECT for all of them).
     """
-    attrs = state.attrs
-    values: dict[str, Any] = {}
-    for name in names:
-        history = attrs[name].history
-        values[name] = history.deleted[0] if history.deleted else getattr(obj, name)
-    return values
+    committed = state.committed_state
+    old: dict[str, Any] = {}
+    missing: list[str] = []
+    for name in tracked.fields:
+        if name in committed:
+            if committed[name] is _UNKNOWN:
+                missing.append(name)
+            else:
+                old[name] = committed[name]
+        else:
+            old[name] = getattr(obj, name)
+    snapshot = _Pending(obj, state, tracked, Operation.DELETE, old, resource_id)
+    snapshot.missing = missing
+    return snapshot
 
 
 def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ __all__ = [
     "build_changes_query",
     "get_resource_changes",
     "get_transaction_changes",
+    "transaction_query",
 ]
 
 IdValue = str | int | UUID
@@ -175,13 +176,22 @@ def get_transaction_changes(
         >>> get_transaction_changes(change.transaction_id)  # doctest: +SKIP
     """
     config = get_config()
+    query = transaction_query(config, transaction_id)
+    return _to_changes(_execute(config, session, query), config.zone)
+
+
+def transaction_query(config: SQLAuditConfig, transaction_id: str | UUID) -> Select[Any]:
+    """Build the ``SELECT`` behind :func:`get_transaction_changes`.
+
+    Example:
+        >>> query = transaction_query(get_config(), "0b9e...")  # doctest: +SKIP
+    """
     table = config.table
-    query = (
+    return (
         select(table)
         .where(table.c.transaction_id == _transaction_text(transaction_id))
         .order_by(table.c.changed_at.desc(), table.c.id.desc())
     )
-    return _to_changes(_execute(config, session, query), config.zone)
 
 
 def _execute(config: SQLAuditConfig, session: Session | None, query: Select[Any]) -> Any:
