@@ -6,14 +6,17 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import ForeignKey, String, Text, Uuid, func, select, update
+from freezegun import freeze_time
+from sqlalchemy import ForeignKey, String, Text, Uuid, event, func, select, update
+from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Mapped, load_only, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, load_only, mapped_column, relationship
 
-from sqlaudit import NotConfiguredError, get_resource_changes, track_table
+from sqlaudit import NotConfiguredError, audit_context, get_resource_changes, track_table
 from sqlaudit.config import clear_config
 
 
@@ -845,3 +848,248 @@ def test_server_side_default_is_recorded_on_insert(audit):
         ("insert", "title", None, "Broken"),
         ("insert", "status", None, "open"),
     }
+
+
+# --- regressions: capture after other listeners, deletes, large values, context storage ----
+
+
+def test_delete_after_an_unflushed_edit_records_the_database_value(audit):
+    """Deleting an object with an unflushed edit records the value the database held, not the edit, as the delete's old value."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    loaded_id = insert_one(audit, Customer, name="Jane", email="jane@example.com")
+
+    with audit.Session() as session:
+        expired = Customer(name="Jack", score=3)
+        session.add(expired)
+        session.commit()  # expires the object
+        expired_id = expired.id
+        loaded = session.get(Customer, loaded_id)  # loaded from the database
+        for customer in (loaded, expired):
+            customer.name = "Typo"
+            session.delete(customer)
+        session.commit()
+
+    assert set(history(Customer, loaded_id)[-3:]) == {
+        ("delete", "name", "Jane", None),
+        ("delete", "email", "jane@example.com", None),
+        ("delete", "score", None, None),
+    }
+    assert set(history(Customer, expired_id)[-3:]) == {
+        ("delete", "name", "Jack", None),
+        ("delete", "email", None, None),
+        ("delete", "score", 3, None),
+    }
+    assert [row.operation for row in audit.rows() if row.operation == "update"] == []
+
+
+def test_before_flush_listener_registered_after_the_hooks_is_recorded(audit):
+    """A before_flush listener added after register_hooks() that edits a tracked field and adds a tracked object has both recorded."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann")
+
+    def normalise(session: Any, flush_context: Any, instances: Any) -> None:
+        for obj in list(session.dirty):
+            if isinstance(obj, Customer) and obj.email is None:
+                obj.email = f"{obj.name.lower()}@example.com"
+                session.add(Customer(name=f"{obj.name} (copy)"))
+
+    event.listen(audit.Session, "before_flush", normalise)
+    try:
+        with audit.Session() as session:
+            session.get(Customer, customer_id).name = "Anna"
+            session.commit()
+    finally:
+        event.remove(audit.Session, "before_flush", normalise)
+
+    assert set(history(Customer, customer_id)[1:]) == {
+        ("update", "name", "Ann", "Anna"),
+        ("update", "email", None, "anna@example.com"),
+    }
+    with audit.Session() as session:
+        copy_id = session.scalars(select(Customer.id).where(Customer.name == "Anna (copy)")).one()
+    assert history(Customer, copy_id) == [("insert", "name", None, "Anna (copy)")]
+
+
+def test_tracked_object_added_by_a_listener_to_an_untracked_flush_is_recorded(audit):
+    """A tracked object added by a later before_flush listener to a flush of only untracked objects is recorded."""
+    Customer = declare_customer(audit.base)
+
+    class Memo(audit.base):
+        __tablename__ = "memos"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str] = mapped_column(String(100))
+
+    audit.create_tables()
+    audit.user = 4
+
+    def add_customer(session: Any, flush_context: Any, instances: Any) -> None:
+        for obj in list(session.new):
+            if isinstance(obj, Memo):
+                session.add(Customer(name=f"from {obj.text}"))
+
+    event.listen(audit.Session, "before_flush", add_customer)
+    try:
+        with audit.Session() as session:
+            session.add(Memo(text="memo"))
+            session.commit()
+    finally:
+        event.remove(audit.Session, "before_flush", add_customer)
+
+    changes = get_resource_changes(Customer)
+    assert [(c.operation, c.field_name, c.new_value, c.changed_by) for c in changes] == [
+        ("insert", "name", "from memo", "4")
+    ]
+
+
+def test_field_set_by_a_mapper_before_update_event_is_recorded(audit):
+    """A tracked field set by a mapper before_update event is recorded with the field the user changed."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    customer_id = insert_one(audit, Customer, name="Ann", email="ann@example.com")
+
+    def derive_email(mapper: Any, connection: Any, target: Any) -> None:
+        target.email = f"{target.name.lower()}@example.com"
+
+    event.listen(Customer, "before_update", derive_email)
+    try:
+        with audit.Session() as session:
+            session.get(Customer, customer_id).name = "Anna"
+            session.commit()
+    finally:
+        event.remove(Customer, "before_update", derive_email)
+
+    assert set(history(Customer, customer_id)[2:]) == {
+        ("update", "name", "Ann", "Anna"),
+        ("update", "email", "ann@example.com", "anna@example.com"),
+    }
+    with audit.Session() as session:
+        assert session.get(Customer, customer_id).email == "anna@example.com"
+
+
+def declare_parent_and_child(base: type[DeclarativeBase]) -> tuple[type[Any], type[Any]]:
+    """Declare an untracked Parent whose tracked children are deleted as orphans."""
+
+    class Parent(base):
+        __tablename__ = "parents"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        children: Mapped[list[Child]] = relationship(
+            cascade="all, delete-orphan", back_populates="parent", order_by="Child.id"
+        )
+
+    @track_table(tracked_fields=["label", "parent_id"])
+    class Child(base):
+        __tablename__ = "children"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        label: Mapped[str] = mapped_column(String(100))
+        parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+        parent: Mapped[Parent] = relationship(back_populates="children")
+
+    return Parent, Child
+
+
+def test_delete_orphan_cascade_records_the_childs_delete(audit):
+    """Removing a child from a delete-orphan collection records the child's delete with its last values."""
+    Parent, Child = declare_parent_and_child(audit.base)
+    audit.create_tables()
+    with audit.Session() as session:
+        parent = Parent(children=[Child(label="a"), Child(label="b")])
+        session.add(parent)
+        session.commit()
+        parent_id, (first_id, second_id) = parent.id, [c.id for c in parent.children]
+
+    with audit.Session() as session:
+        parent = session.get(Parent, parent_id)
+        parent.children.remove(parent.children[0])
+        session.commit()
+
+    assert history(Child, first_id) == [
+        ("insert", "label", None, "a"),
+        ("insert", "parent_id", None, parent_id),
+        ("delete", "label", "a", None),
+        ("delete", "parent_id", parent_id, None),
+    ]
+    assert len(history(Child, second_id)) == 2
+    assert count_rows(audit, Child) == 1
+
+
+def test_orphan_with_an_unflushed_edit_records_the_database_value(audit):
+    """An orphaned child edited before the flush records one delete with the database's values and no update."""
+    Parent, Child = declare_parent_and_child(audit.base)
+    audit.create_tables()
+    with audit.Session() as session:
+        parent = Parent(children=[Child(label="a")])
+        session.add(parent)
+        session.commit()
+        parent_id, child_id = parent.id, parent.children[0].id
+
+    with audit.Session() as session:
+        parent = session.get(Parent, parent_id)
+        child = parent.children[0]
+        child.label = "Typo"
+        parent.children.remove(child)
+        session.commit()
+
+    assert history(Child, child_id)[2:] == [
+        ("delete", "label", "a", None),
+        ("delete", "parent_id", parent_id, None),
+    ]
+
+
+def test_long_text_value_is_recorded_whole(audit):
+    """A tracked Text value of 100,000 characters (LONGTEXT on MariaDB) is recorded and reads back whole, old and new."""
+
+    @track_table(tracked_fields=["body"])
+    class Document(audit.base):
+        __tablename__ = "documents"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str] = mapped_column(Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"))
+
+    audit.create_tables()
+    first, second = "0123456789" * 10_000, "abcdefghij" * 10_000
+    document_id = insert_one(audit, Document, body=first)
+    with audit.Session() as session:
+        session.get(Document, document_id).body = second
+        session.commit()
+
+    (insert_row, update_row) = history(Document, document_id)
+    assert insert_row == ("insert", "body", None, first)
+    assert update_row == ("update", "body", first, second)
+    assert len(update_row[2]) == len(update_row[3]) == 100_000
+
+
+def test_extra_column_is_sql_null_without_a_context(audit):
+    """Rows written with no context store SQL NULL (not JSON null) in the extra column; rows with a context store JSON."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    insert_one(audit, Customer, name="Ann", email="ann@example.com")
+    with audit_context(reason="import"):
+        insert_one(audit, Customer, name="Bob")
+
+    table = audit.config.table
+    with audit.engine.connect() as connection:
+        nulls = connection.execute(
+            select(table.c.field_name).where(table.c.extra.is_(None)).order_by(table.c.id)
+        ).scalars()
+        assert list(nulls) == ["name", "email"]
+        stored = connection.execute(select(table.c.extra).where(table.c.extra.is_not(None)))
+        assert stored.scalars().all() == [{"reason": "import"}]
+
+
+def test_mixed_datetime_and_date_range_is_accepted(audit):
+    """A date range mixing a datetime and a date bound is accepted, the date covering its whole day (time zone UTC)."""
+    Customer = declare_customer(audit.base)
+    audit.create_tables()
+    with freeze_time(datetime(2026, 3, 1, 11, 0, tzinfo=UTC)):
+        customer_id = insert_one(audit, Customer, name="v0")
+    for name, instant in [("v1", datetime(2026, 3, 1, 13, 0)), ("v2", datetime(2026, 3, 2, 0, 30))]:
+        with freeze_time(instant.replace(tzinfo=UTC)), audit.Session() as session:
+            session.get(Customer, customer_id).name = name
+            session.commit()
+
+    def names(start: Any, end: Any) -> list[Any]:
+        return [c.new_value for c in get_resource_changes(Customer, filter_date_range=(start, end))]
+
+    assert names(datetime(2026, 3, 1, 12, 0), date(2026, 3, 1)) == ["v1"]
+    assert names(date(2026, 3, 1), datetime(2026, 3, 1, 12, 0)) == ["v0"]
