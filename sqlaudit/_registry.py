@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from sqlalchemy import inspect as sa_inspect
+
 __all__ = ["TrackedModel", "encode_resource_id", "lookup", "register", "reset", "unregister"]
 
 
@@ -93,6 +95,16 @@ def enum_hints_for_table(table_name: str) -> dict[str, type[enum.Enum]]:
         if tracked.table_name == table_name:
             hints.update(tracked.enum_hints)
     return hints
+
+
+def lookup_table(table: Any) -> TrackedModel | None:
+    """Return the registration of a model mapped to ``table`` itself, or ``None``."""
+    if table is None:
+        return None
+    for tracked in list(_tracked.values()):
+        if sa_inspect(tracked.model).local_table is table:
+            return tracked
+    return None
 
 
 def lookup(cls: type[Any]) -> TrackedModel | None:

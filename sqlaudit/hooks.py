@@ -337,14 +337,22 @@ def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     """Audit bulk ``insert()``/``update()``/``delete()`` statements run through a Session."""
     if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
         return None
-    mapper = orm_state.bind_mapper
-    if mapper is None or auditing_disabled():
+    if auditing_disabled():
         return None
-    tracked = _registry.lookup(mapper.class_)
-    if tracked is None:
-        return None
-    session = orm_state.session
     statement: Any = orm_state.statement
+    mapper = orm_state.bind_mapper
+    if mapper is None:
+        # A Core statement on a Table, run through the Session: audit it through the
+        # model tracked on that table, if any.
+        tracked = _registry.lookup_table(getattr(statement, "table", None))
+        if tracked is None:
+            return None
+        mapper = sa_inspect(tracked.model)
+    else:
+        tracked = _registry.lookup(mapper.class_)
+        if tracked is None:
+            return None
+    session = orm_state.session
     raw = orm_state.parameters
     parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
     if orm_state.is_update:

@@ -168,3 +168,20 @@ def test_disable_auditing_skips_bulk_statements(audit, Player):
         session.execute(update(Player).values(score=0))
         session.commit()
     assert updates(Player) == []
+
+
+def test_core_statement_on_the_table_through_a_session_is_audited(audit, Player):
+    """A Core update() on the tracked model's Table, run through a Session, is recorded."""
+    table = Player.__table__
+    with audit.Session() as session:
+        session.execute(update(table).where(table.c.id == 1).values(name="core"))
+        session.commit()
+    assert updates(Player) == [("update", "1", "name", "p1", "core")]
+
+
+def test_core_statement_on_a_plain_connection_is_not_audited(audit, Player):
+    """A Core statement on a plain Connection bypasses the Session, as documented: nothing is recorded."""
+    table = Player.__table__
+    with audit.engine.begin() as connection:
+        connection.execute(update(table).where(table.c.id == 1).values(name="raw"))
+    assert updates(Player) == []
