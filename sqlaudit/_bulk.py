@@ -19,6 +19,7 @@ from sqlaudit._registry import TrackedModel
 
 __all__ = [
     "assigned_fields",
+    "columns",
     "keys_from_parameters",
     "rows_by_key",
     "select_affected",
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 # Primary keys per "IN" list: well under SQLite's bound-parameter limit.
-_CHUNK = 500
+_CHUNK = 5000
 
 
 def assigned_fields(
@@ -53,8 +54,8 @@ def _attribute_key(mapper: Mapper[Any], key: Any) -> str:
         return str(getattr(key, "key", key))
 
 
-def _columns(mapper: Mapper[Any], names: Iterable[str]) -> list[Any]:
-    # Class-bound attributes, so a joined-inheritance class selects FROM its join.
+def columns(mapper: Mapper[Any], names: Iterable[str]) -> list[Any]:
+    """Return the class-bound attributes (a joined class then selects FROM its join)."""
     return [getattr(mapper.class_, name) for name in names]
 
 
@@ -69,7 +70,7 @@ def select_affected(
     (An UPDATE by primary key, given a list of parameter dicts, is read with
     :func:`select_by_keys` instead.)
     """
-    query = select(*_columns(mapper, tracked.primary_key), *_columns(mapper, fields))
+    query = select(*columns(mapper, tracked.primary_key), *columns(mapper, fields))
     if statement.whereclause is not None:
         query = query.where(statement.whereclause)
     return query.with_for_update()
@@ -91,8 +92,8 @@ def select_by_keys(
     lock: bool,
 ) -> list[Select[Any]]:
     """Build the SELECTs (one per chunk of keys) of the given rows' tracked fields."""
-    pk_columns = _columns(mapper, tracked.primary_key)
-    field_columns = _columns(mapper, fields)
+    pk_columns = columns(mapper, tracked.primary_key)
+    field_columns = columns(mapper, fields)
     queries = []
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]

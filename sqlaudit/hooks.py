@@ -375,22 +375,43 @@ def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
             rows.extend(session.execute(query, bind_arguments=bind).all())
         return _bulk.rows_by_key(rows, key_size, read)
 
+    def invoke_returning() -> tuple[Result[Any], dict[tuple[Any, ...], dict[str, Any]]]:
+        # The statement's own result is handed back with its rows read (a statement
+        # without RETURNING of its own has none the caller expects); rowcount stays.
+        columns = _bulk.columns(mapper, [*tracked.primary_key, *read])
+        result = orm_state.invoke_statement(statement=statement.returning(*columns))
+        rows = result.all()
+        _keep_rowcount(result, len(rows))
+        return result, _bulk.rows_by_key(rows, key_size, read)
+
+    dialect = session.get_bind(**bind).dialect
+    own_returning = bool(getattr(statement, "_returning", ()))
     old: dict[tuple[Any, ...], dict[str, Any]] = {}
+    new: dict[tuple[Any, ...], dict[str, Any]] = {}
     if operation is Operation.INSERT:
         result, keys = _invoke_insert(orm_state, statement, mapper, tracked, parameters)
-    else:
-        if parameters:
-            keys = _bulk.keys_from_parameters(tracked, parameters)
-            old = fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=True))
-        else:
-            old = fetch([_bulk.select_affected(mapper, tracked, statement, read)])
+        new = fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=False))
+    elif parameters:  # UPDATE by primary key: an executemany, read before and after
+        keys = _bulk.keys_from_parameters(tracked, parameters)
+        old = fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=True))
         result = orm_state.invoke_statement()
+        new = fetch(_bulk.select_by_keys(mapper, tracked, read, list(old), lock=False))
         keys = list(old)
-    new = (
-        {}
-        if operation is Operation.DELETE
-        else fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=False))
-    )
+    elif operation is Operation.DELETE and dialect.delete_returning and not own_returning:
+        result, old = invoke_returning()  # DELETE ... RETURNING gives the last values
+        keys = list(old)
+    else:
+        old = fetch([_bulk.select_affected(mapper, tracked, statement, read)])
+        if operation is Operation.DELETE:
+            result = orm_state.invoke_statement()
+        elif dialect.update_returning and not own_returning:
+            result, new = invoke_returning()  # UPDATE ... RETURNING gives the new values
+        else:
+            result = orm_state.invoke_statement()
+            new = fetch(_bulk.select_by_keys(mapper, tracked, read, list(old), lock=False))
+        # A row the UPDATE matched that the read did not (inserted meanwhile by another
+        # transaction) is still recorded, with no old value, rather than lost.
+        keys = list(old) + [key for key in new if key not in old]
     stamp = FlushStamp(
         transaction_id=_transaction_id(session),
         changed_by=capture.changed_by,
@@ -433,10 +454,22 @@ def _invoke_insert(
             "would commit without audit rows: give each row its primary key "
             f"({', '.join(tracked.primary_key)}) or use session.add_all()."
         )
-    pk_columns = [mapper.attrs[name].expression for name in tracked.primary_key]
-    frozen = orm_state.invoke_statement(statement=statement.returning(*pk_columns)).freeze()
-    keys = [tuple(row) for row in frozen.data]
-    return frozen(), keys
+    pk_columns = _bulk.columns(mapper, tracked.primary_key)
+    result = orm_state.invoke_statement(statement=statement.returning(*pk_columns))
+    rows = result.all()
+    _keep_rowcount(result, len(rows))
+    return result, [tuple(row) for row in rows]
+
+
+def _keep_rowcount(result: Result[Any], count: int) -> None:
+    """Give a RETURNING result the ``rowcount`` the caller's plain DML result would have.
+
+    Once RETURNING is added the ORM hands back a row-only result, which has no
+    ``rowcount``; the caller asked for a statement without RETURNING and may read
+    it. Every matched row was returned, so their number is that rowcount.
+    """
+    if not hasattr(result, "rowcount"):
+        setattr(result, "rowcount", count)  # noqa: B010 - not a declared attribute
 
 
 def _history_reader(state: InstanceState[Any]) -> Callable[[str], History]:

@@ -185,3 +185,69 @@ def test_core_statement_on_a_plain_connection_is_not_audited(audit, Player):
     with audit.engine.begin() as connection:
         connection.execute(update(table).where(table.c.id == 1).values(name="raw"))
     assert updates(Player) == []
+
+
+def test_bulk_statements_keep_their_rowcount(audit, Player):
+    """Auditing hands back the statement's own result: rowcount still counts the affected rows."""
+    with audit.Session() as session:
+        assert session.execute(update(Player).values(name="all")).rowcount == 3
+        assert session.execute(delete(Player).where(Player.id > 1)).rowcount == 2
+        session.commit()
+    assert len([row for row in updates(Player) if row[0] == "delete"]) == 4
+
+
+def test_statement_with_its_own_returning_is_audited_and_returns_its_rows(audit, Player, backend):
+    """An update/delete with a RETURNING of its own gives the caller exactly those rows, and is audited."""
+    if backend == "mariadb":
+        statement = delete(Player).where(Player.id == 3).returning(Player.name)
+        expected = [("delete", "3", "name", "p3", None), ("delete", "3", "score", 30, None)]
+    else:
+        statement = update(Player).where(Player.id == 3).values(score=0).returning(Player.name)
+        expected = [("update", "3", "score", 30, 0)]
+    with audit.Session() as session:
+        assert session.execute(statement).all() == [("p3",)]
+        session.commit()
+    assert sorted(updates(Player)) == expected
+
+
+def test_update_takes_returning_where_the_database_has_it(audit, Player, backend, count_statements):
+    """A bulk UPDATE reads new values with RETURNING on SQLite and PostgreSQL, by a second read on MariaDB."""
+    with audit.Session() as session:
+        count_statements.statements.clear()
+        session.execute(update(Player).where(Player.id < 3).values(score=Player.score * 2))
+        session.commit()
+    sql = [s.upper() for s, _ in count_statements.statements]
+    on_players = [s for s in sql if "PLAYERS" in s and "SQLAUDIT_CHANGES" not in s]
+    returning = any(s.startswith("UPDATE") and "RETURNING" in s for s in on_players)
+    reads = [s for s in on_players if s.startswith("SELECT")]
+    if backend == "mariadb":  # no UPDATE ... RETURNING: read before and after
+        assert not returning
+        assert len(reads) == 2
+    else:
+        assert returning
+        assert len(reads) == 1
+    assert sorted(updates(Player)) == [
+        ("update", "1", "score", 10, 20),
+        ("update", "2", "score", 20, 40),
+    ]
+
+
+def test_delete_takes_returning_unless_it_has_its_own(audit, Player, count_statements):
+    """A bulk DELETE gets its last values from RETURNING, or from a read when it returns rows of its own."""
+    with audit.Session() as session:
+        count_statements.statements.clear()
+        session.execute(delete(Player).where(Player.id == 1))
+        plain = [s.upper() for s, _ in count_statements.statements]
+        count_statements.statements.clear()
+        session.execute(delete(Player).where(Player.id == 2).returning(Player.id)).all()
+        own = [s.upper() for s, _ in count_statements.statements]
+        session.commit()
+    assert any(s.startswith("DELETE") and "RETURNING" in s for s in plain)
+    assert not any(s.startswith("SELECT") and "PLAYERS" in s for s in plain)
+    assert any(s.startswith("SELECT") and "PLAYERS" in s for s in own)
+    assert sorted(row[1:4] for row in updates(Player)) == [
+        ("1", "name", "p1"),
+        ("1", "score", 10),
+        ("2", "name", "p2"),
+        ("2", "score", 20),
+    ]
