@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.dml import Delete, Update
 
 from sqlaudit._registry import TrackedModel
+from sqlaudit.exceptions import BulkStatementError
 
 __all__ = [
     "assigned_fields",
@@ -79,8 +80,22 @@ def select_affected(
 def keys_from_parameters(
     tracked: TrackedModel, parameters: Sequence[Mapping[str, Any]]
 ) -> list[tuple[Any, ...]]:
-    """Return the primary keys named by an UPDATE-by-primary-key parameter list."""
-    return [tuple(params[name] for name in tracked.primary_key) for params in parameters]
+    """Return the primary keys named by an UPDATE-by-primary-key parameter list.
+
+    Raises:
+        BulkStatementError: a row lacks part of the primary key.
+    """
+    keys = []
+    for params in parameters:
+        missing = [name for name in tracked.primary_key if name not in params]
+        if missing:
+            raise BulkStatementError(
+                f"A bulk update of {tracked.model.__name__} by primary key got a row without "
+                f"{', '.join(missing)} ({dict(params)!r}); sqlaudit cannot tell which row it "
+                "changes. Give every row its primary key, or use update().where()."
+            )
+        keys.append(tuple(params[name] for name in tracked.primary_key))
+    return keys
 
 
 def select_by_keys(

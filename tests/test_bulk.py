@@ -251,3 +251,13 @@ def test_delete_takes_returning_unless_it_has_its_own(audit, Player, count_state
         ("2", "name", "p2"),
         ("2", "score", 20),
     ]
+
+
+def test_update_by_primary_key_without_a_key_is_refused(audit, Player):
+    """A by-primary-key bulk update with a row lacking its key fails clearly, before anything is written."""
+    with audit.Session() as session:
+        with pytest.raises(BulkStatementError, match=r"Player.*without id"):
+            session.execute(update(Player), [{"id": 1, "name": "a"}, {"name": "no key"}])
+        session.rollback()
+        assert session.get(Player, 1).name == "p1"
+    assert updates(Player) == []
