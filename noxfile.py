@@ -41,3 +41,14 @@ def example(session: nox.Session) -> None:
     """Run the quickstart example against a regular install."""
     session.install(".")
     session.run("python", "examples/quickstart.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and write docs/benchmarks.md (arguments after -- go to the runner).
+
+    The peers and matplotlib come from benchmarks/requirements.txt, installed here only.
+    """
+    session.install("-e", ".", "-r", "benchmarks/requirements.txt")
+    args = session.posargs or ["--output", "docs/benchmarks.md"]
+    session.run("python", "-m", "benchmarks", *args)

@@ -1,0 +1,229 @@
+"""The contestants: plain SQLAlchemy (the baseline), sqlaudit, the peers and a trigger.
+
+Each contestant sets itself up around the declaration of the benchmark model and
+knows how to count the audit rows it wrote. ``granularity`` says what one audit
+row stands for: a changed field (sqlaudit, the trigger) or a changed object (the
+peers write one full-row version per object), so that rows recorded can be
+compared with the changes made.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+from sqlalchemy import Engine, func, select, table
+from sqlalchemy.orm import configure_mappers, sessionmaker
+
+from benchmarks.models import TABLE, TRACKED, UNTRACKED, declare_item
+
+__all__ = ["CONTESTANTS", "Contestant", "get"]
+
+
+class Contestant:
+    """Plain SQLAlchemy: no auditing at all (the baseline)."""
+
+    name = "plain"
+    label = "plain SQLAlchemy"
+    granularity: str | None = None  # "field", "row" or None (records nothing)
+    distribution: str | None = "SQLAlchemy"
+    databases: tuple[str, ...] | None = None  # None: every database
+    audit_table: str | None = None
+
+    def unavailable(self, database: str) -> str | None:
+        """Return why this contestant cannot run on ``database``, or ``None``."""
+        if self.databases is not None and database not in self.databases:
+            return f"runs on {', '.join(self.databases)} only"
+        return None
+
+    def version(self) -> str | None:
+        """Return the installed version of the contestant's distribution."""
+        if self.distribution is None:
+            return None
+        try:
+            return metadata.version(self.distribution)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def declare(self) -> tuple[type[Any], type[Any]]:
+        """Declare the benchmark model for this contestant; return ``(Base, Item)``."""
+        return declare_item()
+
+    def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
+        """Create the tables (and whatever auditing needs) on ``engine``."""
+        base.metadata.create_all(engine)
+
+    def audit_rows(self, engine: Engine) -> int | None:
+        """Return how many audit rows exist (``None``: this contestant keeps none)."""
+        if self.audit_table is None:
+            return None
+        with engine.connect() as connection:
+            query = select(func.count()).select_from(table(self.audit_table))
+            return connection.execute(query).scalar_one()
+
+
+class SQLAudit(Contestant):
+    """sqlaudit: one multi-row INSERT of change rows per flush."""
+
+    name = "sqlaudit"
+    label = "sqlaudit"
+    granularity = "field"
+    distribution = "sqlaudit"
+    audit_table = "sqlaudit_changes"
+
+    def declare(self) -> tuple[type[Any], type[Any]]:
+        """Declare the model and track its four tracked fields."""
+        from sqlaudit.decorators import track_table
+
+        base, item = declare_item()
+        track_table(tracked_fields=list(TRACKED), table_label="Item")(item)
+        return base, item
+
+    def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
+        """Create the tables, configure sqlaudit (user 1 for every change), register hooks."""
+        from sqlaudit.config import SQLAuditConfig, set_config
+        from sqlaudit.hooks import register_hooks
+
+        base.metadata.create_all(engine)
+        table_name = options.get("table_name", "sqlaudit_changes")
+        self.audit_table = table_name
+        set_config(
+            SQLAuditConfig(
+                session_factory=sessionmaker(engine),
+                get_user_id_callback=lambda: 1,
+                table_name=table_name,
+            )
+        )
+        register_hooks()
+
+
+class _Versioning(Contestant):
+    """A SQLAlchemy-Continuum style peer: a full-row version per changed object."""
+
+    granularity = "row"
+    module = ""
+    audit_table = f"{TABLE}_version"
+
+    def unavailable(self, database: str) -> str | None:
+        """Return why the peer cannot run (not installed, fails to import), or ``None``."""
+        try:
+            importlib.import_module(self.module)
+        except Exception as exc:  # ImportError, or a peer broken on this SQLAlchemy
+            return f"not available: {type(exc).__name__}: {exc}"
+        return super().unavailable(database)
+
+    def declare(self) -> tuple[type[Any], type[Any]]:
+        """Turn versioning on, then declare the model versioning only the tracked fields."""
+        peer = importlib.import_module(self.module)
+        peer.make_versioned(user_cls=None)
+        base, item = declare_item(versioned={"exclude": list(UNTRACKED)})
+        configure_mappers()  # builds the version class and the transaction table
+        return base, item
+
+
+class Continuum(_Versioning):
+    """SQLAlchemy-Continuum from PyPI."""
+
+    name = "continuum"
+    label = "SQLAlchemy-Continuum"
+    distribution = "SQLAlchemy-Continuum"
+    module = "sqlalchemy_continuum"
+
+
+class History(_Versioning):
+    """SQLAlchemy-History from PyPI (a maintained fork of Continuum)."""
+
+    name = "history"
+    label = "SQLAlchemy-History"
+    distribution = "SQLAlchemy-History"
+    module = "sqlalchemy_history"
+
+
+# One statement per item: drivers differ on several statements in one execute().
+_TRIGGER_SQL = (
+    """
+CREATE TABLE bench_audit (
+    id bigserial PRIMARY KEY,
+    transaction_id bigint NOT NULL DEFAULT txid_current(),
+    table_name text NOT NULL,
+    resource_id text NOT NULL,
+    field_name text NOT NULL,
+    operation text NOT NULL,
+    old_value text,
+    new_value text,
+    changed_by text,
+    changed_at timestamptz NOT NULL DEFAULT now()
+)
+""",
+    "CREATE INDEX ix_bench_audit_resource ON bench_audit (table_name, resource_id, changed_at)",
+    "CREATE INDEX ix_bench_audit_changed_by ON bench_audit (changed_by, changed_at)",
+    "CREATE INDEX ix_bench_audit_transaction ON bench_audit (transaction_id)",
+    """
+CREATE OR REPLACE FUNCTION bench_audit_item() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    who text := current_setting('bench.user_id', true);
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO bench_audit
+            (table_name, resource_id, field_name, operation, old_value, new_value, changed_by)
+        SELECT TG_TABLE_NAME, NEW.id::text, f, 'insert', NULL, n, who
+        FROM (VALUES ('name', NEW.name::text), ('quantity', NEW.quantity::text),
+                     ('price', NEW.price::text), ('active', NEW.active::text)) AS v (f, n)
+        WHERE n IS NOT NULL;
+        RETURN NEW;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO bench_audit
+            (table_name, resource_id, field_name, operation, old_value, new_value, changed_by)
+        SELECT TG_TABLE_NAME, NEW.id::text, f, 'update', o, n, who
+        FROM (VALUES ('name', OLD.name::text, NEW.name::text),
+                     ('quantity', OLD.quantity::text, NEW.quantity::text),
+                     ('price', OLD.price::text, NEW.price::text),
+                     ('active', OLD.active::text, NEW.active::text)) AS v (f, o, n)
+        WHERE o IS DISTINCT FROM n;
+        RETURN NEW;
+    ELSE
+        INSERT INTO bench_audit
+            (table_name, resource_id, field_name, operation, old_value, new_value, changed_by)
+        SELECT TG_TABLE_NAME, OLD.id::text, f, 'delete', o, NULL, who
+        FROM (VALUES ('name', OLD.name::text), ('quantity', OLD.quantity::text),
+                     ('price', OLD.price::text), ('active', OLD.active::text)) AS v (f, o);
+        RETURN OLD;
+    END IF;
+END
+$$
+""",
+    f"""
+CREATE TRIGGER bench_item_audit AFTER INSERT OR UPDATE OR DELETE ON {TABLE}
+    FOR EACH ROW EXECUTE FUNCTION bench_audit_item()
+""",
+)
+
+
+class Trigger(Contestant):
+    """A hand-written PL/pgSQL row trigger: one audit row per changed tracked field."""
+
+    name = "trigger"
+    label = "PL/pgSQL trigger"
+    granularity = "field"
+    distribution = None
+    databases = ("postgresql",)
+    audit_table = "bench_audit"
+
+    def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
+        """Create the tables, the audit table (indexed as sqlaudit's) and the trigger."""
+        base.metadata.create_all(engine)
+        with engine.begin() as connection:
+            for statement in _TRIGGER_SQL:
+                connection.exec_driver_sql(statement)
+
+
+CONTESTANTS: dict[str, Contestant] = {
+    contestant.name: contestant
+    for contestant in (Contestant(), SQLAudit(), Continuum(), History(), Trigger())
+}
+
+
+def get(name: str) -> Contestant:
+    """Return the contestant called ``name``."""
+    return CONTESTANTS[name]

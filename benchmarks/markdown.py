@@ -1,0 +1,270 @@
+"""Render the summary of a run as the Markdown page ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.contestants import CONTESTANTS
+from benchmarks.workloads import WORKLOADS
+
+__all__ = ["TITLES", "render"]
+
+TITLES = {"sqlite": "SQLite (file)", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return [*lines, ""]
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def _recorded(row: dict[str, Any]) -> str:
+    if row["expected"] is None:
+        return "- (no audit)"
+    unit = "fields" if row["granularity"] == "field" else "objects"
+    text = f"{row['recorded']:,} / {row['expected']:,} {unit}"
+    return text + (f" **fewer**{_flag(row)}" if row["fewer"] else "")
+
+
+def _flag(row: dict[str, Any]) -> str:
+    from benchmarks.report import shortfall  # report imports this module
+
+    return shortfall(row)
+
+
+def _header(summary: dict[str, Any]) -> list[str]:
+    env = summary["environment"]
+    scale = summary["scale"]
+    machine = env["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "What auditing costs each write, measured against plain SQLAlchemy (the baseline) "
+        "and the peers on the same workloads, in one run. Absolute times on shared machines "
+        "are noisy, so the tables give **ratios to the baseline measured in the same run**, "
+        "next to it. The budget is the one of issue 4 (and section 5 of the design).",
+        "",
+        "Reproduce with `nox -s bench` (arguments after `--` go to the runner), or in an "
+        "environment with `benchmarks/requirements.txt` installed: "
+        "`python -m benchmarks --output docs/benchmarks.md` "
+        "(`--quick`, `--databases`, `--contestants`, `--workloads`, `--repeat N`, `--json`).",
+        "",
+        "## The run",
+        "",
+        f"- Command: `{summary['command']}`",
+        f"- Date: {summary['started']} to {summary.get('finished', '?')} (UTC)",
+        f"- Scale: **{scale['name']}**: W1 {scale['objects']:,} inserts, W2 {scale['objects']:,} "
+        f"updates, commit every {scale['batch']}; W3 {scale['single_commits']:,} transactions; "
+        f"W4 {scale['deletes']:,} deletes; W5 {scale['objects']:,} rows; R1 {scale['lookups']} "
+        f"lookups at {', '.join(f'{size:,}' for size in scale['r1_sizes'])} rows",
+        f"- Repeats: {summary['repeat']} (medians reported), each contestant x workload in a "
+        "process of its own, contestant order reversed on every other repeat",
+        f"- sqlaudit at commit {env['sqlaudit_commit']}",
+        f"- Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
+        f"{machine['platform']}",
+        "",
+    ]
+    versions = [[name, version] for name, version in env["packages"].items()]
+    for database, entry in summary["databases"].items():
+        server = entry["server"] or f"skipped: {entry['skipped']}"
+        versions.append([f"{TITLES.get(database, database)} server", server])
+    memory_for = summary.get("memory_for", _memory_from_command(summary["command"]))
+    if memory_for is not None:
+        labels = ", ".join(CONTESTANTS[name].label for name in memory_for)
+        lines.insert(-1, f"- Peak memory measured for: {labels} (`-` elsewhere: not measured)")
+    return lines + _table(["component", "version"], versions)
+
+
+def _memory_from_command(command: str) -> list[str] | None:
+    """Read ``--memory-for`` back from the command of a run that did not store it."""
+    words = command.split()
+    if "--no-memory" in words:
+        return None
+    if "--memory-for" in words:
+        return words[words.index("--memory-for") + 1].split(",")
+    return list(CONTESTANTS)
+
+
+def _ratios(summary: dict[str, Any], chart: str | None) -> list[str]:
+    lines = ["## Time ratios", "", "Time of each workload divided by plain SQLAlchemy's.", ""]
+    rows = []
+    for database, entry in summary["databases"].items():
+        if entry["skipped"]:
+            continue
+        for name, contestant in CONTESTANTS.items():
+            cells = [entry["writes"].get(w, {}).get(name) for w in WORKLOADS]
+            if name == "plain" or all(
+                cell is None or cell.get("status") == "unavailable" for cell in cells
+            ):
+                continue
+            rows.append(
+                [TITLES.get(database, database), contestant.label] + [_cell(cell) for cell in cells]
+            )
+    lines += _table(["database", "contestant", *WORKLOADS], rows)
+    if chart:
+        lines += [f"![Time ratios per workload, database and contestant]({chart})", ""]
+    return lines
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "-"
+    if row.get("status") != "ok":
+        return "not available" if row.get("status") == "unavailable" else "failed"
+    text = f"{row['ratio']:.2f}x" if row.get("ratio") is not None else "-"
+    return text + _flag(row)
+
+
+def _budget(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Budget",
+        "",
+        "sqlaudit against the budget of issue 4. SQLite: W1 and W2 at most 1.5x, W3 1.15x, "
+        "W4 2x. PostgreSQL: as cheap as a hand-written PL/pgSQL audit trigger (W1 2x, W2 1.7x, "
+        "W3 1.4x, W4 1.5x; the trigger measured in this run is shown next to sqlaudit). "
+        "Everywhere: W5 at most 2x the unaudited bulk statement; R1 under 1 ms per lookup at "
+        "the smaller table and no more than 1.3x that at the bigger one; peak memory within "
+        "10 MB of the baseline; faster than every peer on every workload. A workload whose "
+        "changes are not all recorded never counts as met.",
+        "",
+    ]
+    rows = [
+        [
+            TITLES.get(r["database"], r["database"]),
+            r["check"],
+            r["limit"],
+            r["measured"],
+            r["verdict"],
+        ]
+        for r in summary["budget"]
+    ]
+    return lines + _table(["database", "check", "limit", "measured", "verdict"], rows)
+
+
+def _database(database: str, entry: dict[str, Any]) -> list[str]:
+    lines = [f"## {TITLES.get(database, database)}", ""]
+    if entry["skipped"]:
+        return [*lines, f"Skipped: {entry['skipped']}.", ""]
+    lines += [f"Server: {entry['server']}.", ""]
+    rows = []
+    absent: dict[str, str] = {}
+    for workload, by_name in entry["writes"].items():
+        for name, contestant in CONTESTANTS.items():
+            row = by_name.get(name)
+            if row is None:
+                continue
+            if row.get("status") == "unavailable":
+                absent[contestant.label] = row.get("reason") or "not available"
+                continue
+            if row.get("status") != "ok":
+                rows.append(
+                    [
+                        workload,
+                        contestant.label,
+                        "-",
+                        _cell(row),
+                        "-",
+                        row.get("reason") or "-",
+                        "-",
+                        "-",
+                    ]
+                )
+                continue
+            rows.append(
+                [
+                    workload,
+                    contestant.label,
+                    f"{row['seconds']:.3f}",
+                    _cell(row),
+                    f"{row['statements_per_transaction']:.1f}",
+                    _recorded(row),
+                    _fmt(row.get("peak_mb"), ".1f"),
+                    _fmt(row.get("peak_delta_mb"), "+.1f"),
+                ]
+            )
+    lines += _table(
+        [
+            "workload",
+            "contestant",
+            "median s",
+            "ratio",
+            "statements / transaction",
+            "audit rows recorded / expected",
+            "peak MB",
+            "peak vs baseline MB",
+        ],
+        rows,
+    )
+    lines += [f"Not run here: {label} ({reason})." for label, reason in absent.items()]
+    if absent:
+        lines.append("")
+    if entry["r1"]:
+        lines += ["R1, sqlaudit's `get_resource_changes()` for one resource at a time:", ""]
+        r1_rows = []
+        for size, row in sorted(entry["r1"].items(), key=lambda item: int(item[0])):
+            if row["status"] != "ok":
+                r1_rows.append([f"{int(size):,}", "failed", row.get("reason") or "-", "-", "-"])
+                continue
+            r1_rows.append(
+                [
+                    f"{int(size):,}",
+                    f"{row['ms_median']:.3f}",
+                    f"{row['ms_p95']:.3f}",
+                    f"{row['statements_per_lookup']:.2f}",
+                    f"{row['rows_per_lookup']:.1f}",
+                ]
+            )
+        lines += _table(
+            [
+                "rows in change table",
+                "median ms / lookup",
+                "p95 ms",
+                "statements / lookup",
+                "changes / lookup",
+            ],
+            r1_rows,
+        )
+    return lines
+
+
+_METHOD = """## How it is measured
+
+- **Workloads** (`benchmarks/workloads.py`) on one table of six columns besides the key
+  (str, str, int, Decimal, bool, datetime), four of them tracked (`name`, `quantity`,
+  `price`, `active`): W1 insert, committing every 100; W2 update `quantity` and `price` of
+  each object, loading and committing 100 at a time; W3 update `quantity` and commit after
+  every object (`Session.get()`, then commit); W4 delete, 100 per transaction; W5 one bulk
+  `update()` statement. W2-W5 start from rows loaded with one Core bulk insert before the
+  timer starts (as when auditing is added to an existing table). Only the ORM part is timed.
+- **Contestants** (`benchmarks/contestants.py`): plain SQLAlchemy; sqlaudit (a user id from a
+  callback, the default change table); SQLAlchemy-Continuum and SQLAlchemy-History with
+  `make_versioned(user_cls=None)`, versioning only the four tracked columns (they write one
+  full-row version per changed object, plus a transaction row per transaction); on
+  PostgreSQL a hand-written PL/pgSQL `AFTER ... FOR EACH ROW` trigger writing one row per
+  changed tracked field into a table with the same three indexes as sqlaudit's.
+- **Statements per transaction** are counted with a `before_cursor_execute` listener: each
+  `executemany` batch counts once, and what a trigger does inside the server does not show.
+- **Audit rows recorded** are counted in the audit table before and after the workload and
+  compared with the changes made: changed fields for field-level contestants, changed
+  objects for the row-versioning peers. Fewer is flagged; it is never a success.
+- **Peak memory** is the tracemalloc peak of the workload, measured in one extra pass whose
+  times are discarded (tracing slows what it traces); the baseline's peak is subtracted.
+- **R1** fills a change table of its own (`sqlaudit_changes_r1_<rows>`) straight with a bulk
+  insert (`COPY` on PostgreSQL), about ten rows per resource over five tables, fifty users
+  and a year, rows of different resources interleaved in time; the table is kept and reused
+  by later runs. It then reads 200 (quick: 100) random resources one at a time, after five
+  warm-up reads.
+"""
+
+
+def render(summary: dict[str, Any], chart: str | None) -> str:
+    """Return the whole page."""
+    lines = _header(summary) + _ratios(summary, chart) + _budget(summary)
+    for database, entry in summary["databases"].items():
+        lines += _database(database, entry)
+    lines.append(_METHOD)
+    return "\n".join(lines)
