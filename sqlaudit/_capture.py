@@ -7,12 +7,12 @@ from the session; everything here can be tested without a database.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm.attributes import History
+from sqlalchemy.orm.base import NO_VALUE
 
 from sqlaudit import _codec
 from sqlaudit._registry import TrackedModel
@@ -43,17 +43,27 @@ class FlushStamp:
     extra: Mapping[str, Any] | None = None
 
 
-def changed_fields(fields: Iterable[str], history_of: Callable[[str], History]) -> dict[str, Any]:
-    """Return ``{field: old value}`` for each field whose history shows a net change.
+def changed_fields(
+    fields: Iterable[str], committed: Mapping[str, Any], current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return ``{field: old value}`` for each field whose value really changed.
 
-    ``history_of`` gives an attribute's history without loading anything; an
-    assignment of an equal value has no net change and so yields nothing.
+    ``committed`` holds, for each attribute assigned since it was loaded, the value
+    it had then (SQLAlchemy's ``InstanceState.committed_state``; reading it is far
+    cheaper than building a ``History`` per attribute). An old value that was never
+    loaded (``NO_VALUE``) reads as ``None`` here; the hooks read it from the database.
+    A field missing from ``current`` was expired by the flush (a SQL expression): it
+    counts as changed, and its new value is read after the flush.
     """
     old: dict[str, Any] = {}
     for name in fields:
-        history = history_of(name)
-        if history.added or history.deleted:
-            old[name] = history.deleted[0] if history.deleted else None
+        if name not in committed:
+            continue
+        previous = committed[name]
+        if previous is NO_VALUE:
+            old[name] = None
+        elif name not in current or not _equal(previous, current[name]):
+            old[name] = previous
     return old
 
 

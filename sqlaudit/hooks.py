@@ -36,7 +36,7 @@ from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
-from sqlalchemy.orm.attributes import History
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -173,7 +173,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
             return (
                 len(before) > 0
                 or any(lookup(type(obj)) is not None for obj in session.new)
-                or any(changed_fields(t.fields, _history_reader(s)) for s, t in dirty)
+                or any(changed_fields(t.fields, s.committed_state, s.dict) for s, t in dirty)
             )
 
         capture = session.info[_FLUSH_KEY] = _new_capture(session, models, changes_anything)
@@ -247,16 +247,21 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
         if tracked is not None:
             capture = capture or _capture_of(session, tracked)
             capture.pending.append(
-                _Pending(obj, sa_inspect(obj), tracked, Operation.INSERT, {}, None)
+                _Pending(obj, instance_state(obj), tracked, Operation.INSERT, {}, None)
             )
     for obj in session.dirty:
         tracked = lookup(type(obj))
         if tracked is None:
             continue
-        state = sa_inspect(obj)
-        old = changed_fields(tracked.fields, _history_reader(state))
+        state = instance_state(obj)
+        committed = state.committed_state
         snapshot = before.get(id(obj))
+        if not committed and snapshot is None:
+            continue
+        old = changed_fields(tracked.fields, committed, state.dict)
         if snapshot is not None:
+            # Old values only the snapshot knows: SQL expressions (expired by the
+            # flush, history and all) and values read from the database.
             old.update(snapshot.old)
         if old:
             capture = capture or _capture_of(session, tracked)
@@ -470,12 +475,6 @@ def _keep_rowcount(result: Result[Any], count: int) -> None:
     """
     if not hasattr(result, "rowcount"):
         setattr(result, "rowcount", count)  # noqa: B010 - not a declared attribute
-
-
-def _history_reader(state: InstanceState[Any]) -> Callable[[str], History]:
-    attrs = state.attrs
-    # AttributeState.history never loads: an unloaded attribute has no history.
-    return lambda name: attrs[name].history
 
 
 def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:

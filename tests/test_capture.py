@@ -1093,3 +1093,30 @@ def test_mixed_datetime_and_date_range_is_accepted(audit):
 
     assert names(datetime(2026, 3, 1, 12, 0), date(2026, 3, 1)) == ["v1"]
     assert names(date(2026, 3, 1), datetime(2026, 3, 1, 12, 0)) == ["v0"]
+
+
+def test_in_place_change_of_a_mutable_json_value_records_the_true_old_value(audit):
+    """Mutating a MutableDict in place records the dict as the database held it, not the mutated one."""
+    from sqlalchemy import JSON
+    from sqlalchemy.ext.mutable import MutableDict
+
+    @track_table(tracked_fields=["prefs"])
+    class Profile(audit.base):
+        __tablename__ = "profiles"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        prefs: Mapped[dict] = mapped_column(MutableDict.as_mutable(JSON))
+
+    audit.create_tables()
+    with audit.Session() as session:
+        profile = Profile(prefs={"theme": "dark"})
+        session.add(profile)
+        session.commit()
+        profile.prefs["theme"] = "light"
+        session.commit()
+        profile_id = profile.id
+    assert history(Profile, profile_id)[-1] == (
+        "update",
+        "prefs",
+        {"theme": "dark"},
+        {"theme": "light"},
+    )

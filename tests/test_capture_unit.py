@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
-from sqlalchemy.orm.attributes import History
+from sqlalchemy.orm.base import NO_VALUE
 
 from sqlaudit import FallbackEncodingWarning, _codec
 from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
@@ -44,55 +44,42 @@ def decoded(rows):
     ]
 
 
-def history_reader(histories):
-    """Return a ``history_of`` callable over a dict, recording which names were asked."""
-    asked = []
-
-    def history_of(name):
-        asked.append(name)
-        return histories[name]
-
-    history_of.asked = asked
-    return history_of
+def test_changed_fields_returns_the_committed_value_of_each_changed_field():
+    """A field assigned a different value yields the value it had when loaded."""
+    committed = {"name": "Jane Doe", "age": 30}
+    current = {"name": "Jane Smith", "email": "a@example.com", "age": 31}
+    assert changed_fields(["name", "email", "age"], committed, current) == {
+        "name": "Jane Doe",
+        "age": 30,
+    }
 
 
-def test_changed_fields_returns_the_replaced_value_of_each_changed_field():
-    """A field whose history has an added and a deleted value yields the deleted (old) value."""
-    history_of = history_reader(
-        {
-            "name": History(["Jane Smith"], (), ["Jane Doe"]),
-            "email": History((), ["a@example.com"], ()),
-            "age": History([31], (), [30]),
-        }
-    )
-    assert changed_fields(["name", "email", "age"], history_of) == {"name": "Jane Doe", "age": 30}
+def test_changed_fields_reports_none_when_the_old_value_was_never_loaded():
+    """An attribute assigned while unloaded (NO_VALUE) reports None; the hooks read it from the database."""
+    assert changed_fields(["name"], {"name": NO_VALUE}, {"name": "Jane"}) == {"name": None}
 
 
-def test_changed_fields_reports_none_as_old_value_when_nothing_was_replaced():
-    """A value added where none was loaded before records ``None`` as the old value."""
-    history_of = history_reader({"name": History(["Jane"], (), ())})
-    assert changed_fields(["name"], history_of) == {"name": None}
+def test_changed_fields_counts_an_attribute_the_flush_expired_as_changed():
+    """A field missing after the flush (a SQL expression) counts as changed from its committed value."""
+    assert changed_fields(["score"], {"score": 5}, {}) == {"score": 5}
 
 
-def test_changed_fields_reports_a_deleted_value_without_an_added_one():
-    """A history holding only a deleted value still counts as a change from that value."""
-    history_of = history_reader({"email": History((), (), ["old@example.com"])})
-    assert changed_fields(["email"], history_of) == {"email": "old@example.com"}
-
-
-def test_changed_fields_ignores_unchanged_and_empty_histories():
-    """Unchanged and empty histories (an equal assignment, an unloaded attribute) yield nothing."""
-    history_of = history_reader({"name": History((), ["Jane"], ()), "email": History((), (), ())})
-    assert changed_fields(["name", "email"], history_of) == {}
+def test_changed_fields_ignores_equal_assignments_and_unassigned_fields():
+    """An equal assignment (including a None kept None) and an unassigned field yield nothing."""
+    committed = {"name": "Jane", "email": None}
+    current = {"name": "Jane", "email": None, "age": 31}
+    assert changed_fields(["name", "email", "age"], committed, current) == {}
 
 
 def test_changed_fields_reads_only_the_fields_it_is_given():
-    """Only the requested fields' histories are read, each once."""
-    history_of = history_reader(
-        {"name": History(["b"], (), ["a"]), "secret": History(["y"], (), ["x"])}
-    )
-    assert changed_fields(["name"], history_of) == {"name": "a"}
-    assert history_of.asked == ["name"]
+    """Only tracked fields count, whatever else was assigned."""
+    committed = {"name": "a", "secret": "x"}
+    assert changed_fields(["name"], committed, {"name": "b", "secret": "y"}) == {"name": "a"}
+
+
+def test_changed_fields_treats_true_and_one_as_different():
+    """A bool replaced by an equal int (True -> 1) is a change of type, so it counts."""
+    assert changed_fields(["flag"], {"flag": True}, {"flag": 1}) == {"flag": True}
 
 
 def test_change_rows_insert_records_every_tracked_field_with_a_value():
