@@ -40,7 +40,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
-from sqlaudit import _bulk, _clock, _registry
+from sqlaudit import _bulk, _clock, _registry, _schema
 from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
@@ -329,13 +329,12 @@ def _write(
     session: Session, config: SQLAuditConfig, rows_by_mapper: dict[Any, list[dict[str, Any]]]
 ) -> None:
     """Write the rows with one executemany INSERT per connection (usually exactly one)."""
-    insert = config.table.insert()
     connections: dict[int, Any] = {}
     for mapper, rows in rows_by_mapper.items():
         connection = session.connection(bind_arguments={"mapper": mapper})
         connections.setdefault(id(connection), (connection, []))[1].extend(rows)
     for connection, rows in connections.values():
-        connection.execute(insert, rows)
+        _schema.write_changes(connection, config.table, rows)
 
 
 def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
