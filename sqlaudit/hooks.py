@@ -222,7 +222,9 @@ def _read_old_values(session: Session, tracked: TrackedModel, snapshots: list[_P
     The rows are locked (``FOR UPDATE`` where the database has it) so that the value
     read is the value the flush's UPDATE replaces.
     """
-    mapper = snapshots[0].state.mapper
+    # The tracked class's mapper, not an instance's: a query on one subclass of a
+    # single-table hierarchy would filter out its siblings' rows.
+    mapper = sa_inspect(tracked.model)
     names = list(dict.fromkeys(name for item in snapshots for name in item.missing))
     keys = [key for item in snapshots if (key := _identity(item.state)) is not None]
     rows: list[Any] = []

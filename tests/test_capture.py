@@ -1120,3 +1120,32 @@ def test_in_place_change_of_a_mutable_json_value_records_the_true_old_value(audi
         {"theme": "dark"},
         {"theme": "light"},
     )
+
+
+def test_expired_assignments_on_several_single_table_subclasses_record_true_old_values(audit):
+    """Old values read at flush time cover every subclass sharing a tracked single-table parent."""
+
+    @track_table(tracked_fields=["name"])
+    class Animal(audit.base):
+        __tablename__ = "animals"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(String(10))
+        name: Mapped[str] = mapped_column(String(50))
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "animal"}  # noqa: RUF012
+
+    class Cat(Animal):
+        __mapper_args__ = {"polymorphic_identity": "cat"}  # noqa: RUF012
+
+    class Dog(Animal):
+        __mapper_args__ = {"polymorphic_identity": "dog"}  # noqa: RUF012
+
+    audit.create_tables()
+    with audit.Session() as session:
+        cat, dog = Cat(name="Tom"), Dog(name="Rex")
+        session.add_all([cat, dog])
+        session.commit()  # expires both
+        cat.name, dog.name = "Thomas", "Rexy"  # assigned while expired: old values unknown
+        session.commit()
+        cat_id, dog_id = cat.id, dog.id
+    assert history(Animal, cat_id)[-1] == ("update", "name", "Tom", "Thomas")
+    assert history(Animal, dog_id)[-1] == ("update", "name", "Rex", "Rexy")
