@@ -7,7 +7,7 @@ Columns, in order: ``id`` (autoincrement), ``transaction_id``, ``table_name``,
 
 Three indexes serve the retrieval filters: (table, resource id, time) for one
 resource's history, (changed by, time) for one user's activity and
-(transaction) for one flush or transaction.
+(transaction) for one database transaction.
 """
 
 from __future__ import annotations
