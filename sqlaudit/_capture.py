@@ -10,14 +10,14 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm.base import NO_VALUE
 
 from sqlaudit import _codec
 from sqlaudit._registry import TrackedModel
 
-__all__ = ["FlushStamp", "Operation", "change_rows", "changed_fields"]
+__all__ = ["ChangeRow", "FlushStamp", "Operation", "change_rows", "changed_fields"]
 
 
 class Operation(enum.StrEnum):
@@ -78,6 +78,22 @@ def _equal(a: Any, b: Any) -> bool:
         return False
 
 
+class ChangeRow(NamedTuple):
+    """One row of the change table, in the column order the INSERT is prepared with."""
+
+    transaction_id: str
+    table_name: str
+    table_label: str
+    resource_id: str
+    field_name: str
+    operation: str
+    old_value: str | None
+    new_value: str | None
+    changed_by: str | None
+    changed_at: datetime
+    extra: Mapping[str, Any] | None
+
+
 def change_rows(
     tracked: TrackedModel,
     operation: Operation,
@@ -85,7 +101,7 @@ def change_rows(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     stamp: FlushStamp,
-) -> list[dict[str, Any]]:
+) -> list[ChangeRow]:
     """Build the change-table rows for one resource in one flush.
 
     - insert: one row per tracked field that has a value (``new``);
@@ -102,19 +118,20 @@ def change_rows(
         ]
     else:
         pairs = [(name, old.get(name), None) for name in tracked.fields]
+    encode = _codec.encode
     return [
-        {
-            "transaction_id": stamp.transaction_id,
-            "table_name": tracked.table_name,
-            "table_label": tracked.table_label,
-            "resource_id": resource_id,
-            "field_name": name,
-            "operation": operation.value,
-            "old_value": _codec.encode(old_value),
-            "new_value": _codec.encode(new_value),
-            "changed_by": stamp.changed_by,
-            "changed_at": stamp.changed_at,
-            "extra": stamp.extra,
-        }
+        ChangeRow(
+            stamp.transaction_id,
+            tracked.table_name,
+            tracked.table_label,
+            resource_id,
+            name,
+            operation.value,
+            encode(old_value),
+            encode(new_value),
+            stamp.changed_by,
+            stamp.changed_at,
+            stamp.extra,
+        )
         for name, old_value, new_value in pairs
     ]

@@ -12,7 +12,7 @@ resource's history, (changed by, time) for one user's activity and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -161,30 +161,35 @@ def _prepare(table: Table, dialect: Dialect) -> _PreparedInsert:
     return prepared
 
 
-def write_changes(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert change rows with one executemany straight to the driver.
+def write_changes(connection: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert change rows (values in :data:`CHANGE_COLUMNS` order) with one executemany.
 
-    The statement is compiled once per dialect and bind processing (the UTC
-    timestamp, the JSON context) runs once per distinct value rather than once per
-    row: every row of a flush shares its timestamp and context. This keeps
-    SQLAlchemy's per-row parameter work out of every audited flush.
+    The statement is compiled once per dialect and goes straight to the driver.
+    Bind processing (the UTC timestamp, the JSON context) runs once per distinct
+    value rather than once per row, since every row of a flush shares its timestamp
+    and context; this keeps SQLAlchemy's per-row parameter work out of the flush.
     """
     prepared = _prepare(table, connection.dialect)
-    values = [[row[name] for name in CHANGE_COLUMNS] for row in rows]
+    values: list[Any] = list(rows)
     for index, processor in prepared.processors:
-        last_in: Any = object()
-        last_out: Any = None
-        for row_values in values:
-            value = row_values[index]
-            if value is None:
-                continue
-            if value is not last_in:
-                last_in, last_out = value, processor(value)
-            row_values[index] = last_out
+        memo: dict[int, tuple[Any, Any]] = {}  # id(value) -> (value, processed)
+        replaced = []
+        for row in values:
+            value = row[index]
+            if value is not None:
+                seen = memo.get(id(value))
+                if seen is None or seen[0] is not value:
+                    seen = memo[id(value)] = (value, processor(value))
+                row = (*row[:index], seen[1], *row[index + 1 :])
+            replaced.append(row)
+        values = replaced
     if prepared.positions is None:
-        params: list[Any] = [
-            dict(zip(CHANGE_COLUMNS, row_values, strict=True)) for row_values in values
-        ]
+        params: list[Any] = [dict(zip(CHANGE_COLUMNS, row, strict=True)) for row in values]
+    elif prepared.positions == _IN_ORDER:
+        params = [tuple(row) for row in values]
     else:
-        params = [tuple(row_values[i] for i in prepared.positions) for row_values in values]
+        params = [tuple(row[i] for i in prepared.positions) for row in values]
     connection.exec_driver_sql(prepared.sql, params)
+
+
+_IN_ORDER = tuple(range(len(CHANGE_COLUMNS)))

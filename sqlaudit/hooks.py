@@ -41,7 +41,7 @@ from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
 from sqlaudit import _bulk, _clock, _registry, _schema
-from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
+from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.context import _Unset, auditing_disabled, effective_context
@@ -312,7 +312,7 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         changed_at=capture.changed_at,
         extra=capture.extra,
     )
-    rows_by_mapper: dict[Any, list[dict[str, Any]]] = {}
+    rows_by_mapper: dict[Any, list[ChangeRow]] = {}
     for item in capture.pending:
         tracked, state = item.tracked, item.state
         if item.operation is Operation.DELETE:
@@ -328,7 +328,7 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
 
 
 def _write(
-    session: Session, config: SQLAuditConfig, rows_by_mapper: dict[Any, list[dict[str, Any]]]
+    session: Session, config: SQLAuditConfig, rows_by_mapper: dict[Any, list[ChangeRow]]
 ) -> None:
     """Write the rows with one executemany INSERT per connection (usually exactly one)."""
     connections: dict[int, Any] = {}
@@ -424,7 +424,7 @@ def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         changed_at=capture.changed_at,
         extra=capture.extra,
     )
-    rows: list[dict[str, Any]] = []
+    rows: list[ChangeRow] = []
     for key in keys:
         before, after = old.get(key, {}), new.get(key, {})
         values = after or before

@@ -39,8 +39,7 @@ TRACKED = TrackedModel(
 def decoded(rows):
     """Return ``(field, old, new)`` for each row, with values decoded."""
     return [
-        (row["field_name"], _codec.decode(row["old_value"]), _codec.decode(row["new_value"]))
-        for row in rows
+        (row.field_name, _codec.decode(row.old_value), _codec.decode(row.new_value)) for row in rows
     ]
 
 
@@ -97,7 +96,7 @@ def test_change_rows_insert_records_every_tracked_field_with_a_value():
         ("email", None, "jane@example.com"),
         ("age", None, 30),
     ]
-    assert [row["old_value"] for row in rows] == [None, None, None]
+    assert [row.old_value for row in rows] == [None, None, None]
 
 
 def test_change_rows_insert_skips_null_values():
@@ -113,14 +112,14 @@ def test_change_rows_insert_rows_carry_the_stamp_and_resource():
     rows = change_rows(TRACKED, Operation.INSERT, "5", {}, {"name": "Jane"}, STAMP)
     assert len(rows) == 1
     row = rows[0]
-    assert row["transaction_id"] == "tx-1"
-    assert row["table_name"] == "customers"
-    assert row["table_label"] == "Customer"
-    assert row["resource_id"] == "5"
-    assert row["operation"] == "insert"
-    assert row["changed_by"] == "7"
-    assert row["changed_at"] == datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-    assert row["extra"] is None
+    assert row.transaction_id == "tx-1"
+    assert row.table_name == "customers"
+    assert row.table_label == "Customer"
+    assert row.resource_id == "5"
+    assert row.operation == "insert"
+    assert row.changed_by == "7"
+    assert row.changed_at == datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    assert row.extra is None
 
 
 def test_change_rows_update_records_only_really_changed_fields():
@@ -137,14 +136,14 @@ def test_change_rows_update_records_only_really_changed_fields():
         ("name", "Jane Doe", "Jane Smith"),
         ("email", None, "jane@example.com"),
     ]
-    assert {row["operation"] for row in rows} == {"update"}
+    assert {row.operation for row in rows} == {"update"}
 
 
 def test_change_rows_update_records_a_change_to_null():
     """An update of a value to NULL is a change, recorded with a NULL new value."""
     rows = change_rows(TRACKED, Operation.UPDATE, "5", {"email": "a@b.c"}, {"email": None}, STAMP)
     assert decoded(rows) == [("email", "a@b.c", None)]
-    assert rows[0]["new_value"] is None
+    assert rows[0].new_value is None
 
 
 def test_change_rows_update_treats_a_raising_eq_as_changed():
@@ -160,7 +159,7 @@ def test_change_rows_update_treats_a_raising_eq_as_changed():
         rows = change_rows(
             TRACKED, Operation.UPDATE, "5", {"name": Prickly()}, {"name": Prickly()}, STAMP
         )
-    assert [row["field_name"] for row in rows] == ["name"]
+    assert [row.field_name for row in rows] == ["name"]
 
 
 def test_change_rows_update_treats_bool_and_int_as_different():
@@ -192,7 +191,7 @@ def test_change_rows_delete_records_the_last_value_of_every_tracked_field():
         ("email", "jane@example.com", None),
         ("age", 30, None),
     ]
-    assert {row["operation"] for row in rows} == {"delete"}
+    assert {row.operation for row in rows} == {"delete"}
 
 
 def test_encode_resource_id_of_a_single_key_is_its_text():
