@@ -26,7 +26,14 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+try:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+except ImportError as exc:  # greenlet missing: SQLAlchemy's asyncio needs it
+    raise ImportError(
+        "sqlaudit.asyncio needs SQLAlchemy's asyncio support (greenlet) and an async "
+        "driver: pip install 'sqlaudit[async]'"
+    ) from exc
 
 from sqlaudit import _schema
 from sqlaudit.config import SQLAuditConfig, get_config
