@@ -22,6 +22,7 @@ from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.orm import Session
 
 from benchmarks.models import TABLE, TRACKED
+from sqlaudit._schema import CHANGE_COLUMNS
 
 __all__ = ["ROWS_PER_RESOURCE", "ensure_filled", "read_histories", "table_name"]
 
@@ -29,18 +30,8 @@ ROWS_PER_RESOURCE = 10
 _TABLES = (TABLE, "customer", "purchase_order", "invoice", "product")
 _START = datetime(2025, 1, 1, tzinfo=UTC)
 _SPAN = timedelta(days=365)
-_COLUMNS = (
-    "transaction_id",
-    "table_name",
-    "table_label",
-    "resource_id",
-    "field_name",
-    "operation",
-    "old_value",
-    "new_value",
-    "changed_by",
-    "changed_at",
-)
+# Every column sqlaudit writes except the optional JSON context, in its order.
+_COLUMNS = tuple(name for name in CHANGE_COLUMNS if name != "extra")
 
 
 def table_name(size: int) -> str:
