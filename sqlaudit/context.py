@@ -154,11 +154,15 @@ class audit_context:
 
     def __init__(self, *, user_id: Any = UNSET, reason: str | None = None, **extra: Any) -> None:
         self._layer = _build(user_id, reason, extra, "audit_context")
-        self._tokens: list[Token[AuditContext]] = []
+        # The tokens to restore, kept per thread/task: one instance may be entered
+        # in several threads or tasks at once, or nested in itself.
+        self._tokens: ContextVar[tuple[Token[AuditContext], ...]] = ContextVar(
+            "sqlaudit_context_tokens", default=()
+        )
 
     def __enter__(self) -> AuditContext:
         merged = _context.get().merged(self._layer)
-        self._tokens.append(_context.set(merged))
+        self._tokens.set((*self._tokens.get(), _context.set(merged)))
         return merged
 
     def __exit__(
@@ -167,7 +171,9 @@ class audit_context:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _context.reset(self._tokens.pop())
+        tokens = self._tokens.get()
+        self._tokens.set(tokens[:-1])
+        _context.reset(tokens[-1])
 
     async def __aenter__(self) -> AuditContext:
         return self.__enter__()

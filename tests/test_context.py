@@ -535,3 +535,34 @@ def test_set_session_context_rejects_bad_input_and_keeps_the_session_unchanged()
         set_session_context(session, user_id=2.5)
 
     assert dict(session.info) == {}
+
+
+def test_one_audit_context_instance_shared_by_threads_and_nested_in_itself():
+    """A single audit_context object can be entered by several threads at once, and inside itself."""
+    import threading
+
+    from sqlaudit import audit_context, current_context
+
+    shared = audit_context(user_id="system")
+    barrier = threading.Barrier(4)
+    seen, errors = [], []
+
+    def work():
+        try:
+            with shared:
+                barrier.wait(timeout=5)
+                with shared:
+                    seen.append(current_context().user_id)
+                seen.append(current_context().user_id)
+            seen.append(current_context().user_id)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert seen.count("system") == 8
+    assert len(seen) == 12
