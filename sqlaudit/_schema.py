@@ -169,6 +169,12 @@ def write_changes(connection: Connection, table: Table, rows: Sequence[Sequence[
     value rather than once per row, since every row of a flush shares its timestamp
     and context; this keeps SQLAlchemy's per-row parameter work out of the flush.
     """
+    if connection.get_execution_options().get("schema_translate_map"):
+        # The prepared SQL names the table as compiled; let SQLAlchemy translate it.
+        connection.execute(
+            table.insert(), [dict(zip(CHANGE_COLUMNS, row, strict=True)) for row in rows]
+        )
+        return
     prepared = _prepare(table, connection.dialect)
     values: list[Any] = list(rows)
     for index, processor in prepared.processors:

@@ -96,6 +96,12 @@ class AuditContext:
 _EMPTY = AuditContext()
 _context: ContextVar[AuditContext] = ContextVar("sqlaudit_context", default=_EMPTY)
 _disabled: ContextVar[bool] = ContextVar("sqlaudit_disabled", default=False)
+# The (instance, token) pairs of the audit_context blocks open in this thread or
+# task, innermost last: one instance may be open in several threads at once, or
+# nested in itself, and each exit must restore its own token.
+_entered: ContextVar[tuple[tuple[audit_context, Token[AuditContext]], ...]] = ContextVar(
+    "sqlaudit_entered", default=()
+)
 SESSION_CONTEXT_KEY: Final = "sqlaudit.context"
 
 
@@ -154,15 +160,11 @@ class audit_context:
 
     def __init__(self, *, user_id: Any = UNSET, reason: str | None = None, **extra: Any) -> None:
         self._layer = _build(user_id, reason, extra, "audit_context")
-        # The tokens to restore, kept per thread/task: one instance may be entered
-        # in several threads or tasks at once, or nested in itself.
-        self._tokens: ContextVar[tuple[Token[AuditContext], ...]] = ContextVar(
-            "sqlaudit_context_tokens", default=()
-        )
 
     def __enter__(self) -> AuditContext:
         merged = _context.get().merged(self._layer)
-        self._tokens.set((*self._tokens.get(), _context.set(merged)))
+        token = _context.set(merged)
+        _entered.set((*_entered.get(), (self, token)))
         return merged
 
     def __exit__(
@@ -171,9 +173,12 @@ class audit_context:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tokens = self._tokens.get()
-        self._tokens.set(tokens[:-1])
-        _context.reset(tokens[-1])
+        entered = _entered.get()
+        for position in range(len(entered) - 1, -1, -1):
+            if entered[position][0] is self:
+                _entered.set(entered[:position] + entered[position + 1 :])
+                _context.reset(entered[position][1])
+                return
 
     async def __aenter__(self) -> AuditContext:
         return self.__enter__()
@@ -188,6 +193,12 @@ class audit_context:
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate ``func`` so that each call runs inside this context."""
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise ContextTypeError(
+                f"audit_context cannot decorate the generator function {func.__qualname__}: "
+                "its body runs after the call returns, outside the context. Open "
+                "`with audit_context(...):` inside the generator instead."
+            )
         layer = self._layer
         if inspect.iscoroutinefunction(func):
 

@@ -284,7 +284,9 @@ def _persistent_to_deleted(session: Session, instance: Any) -> None:
     an attribute that was expired records no value.
     """
     tracked = _registry.lookup(type(instance))
-    if tracked is None or auditing_disabled():
+    # Outside a flush (a bulk delete synchronising the session) the bulk hook has
+    # already recorded the rows.
+    if tracked is None or auditing_disabled() or not session._flushing:
         return
     capture = _capture_of(session, tracked)
     if id(instance) in capture.seen:
@@ -363,6 +365,13 @@ def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
     if orm_state.is_update:
         assigned = _bulk.assigned_fields(mapper, statement, parameters)
+        moved = [name for name in tracked.primary_key if name in assigned and not parameters]
+        if moved:
+            raise BulkStatementError(
+                f"A bulk update that assigns {tracked.model.__name__}.{moved[0]}, part of "
+                "the primary key, cannot be audited: its old and new rows could not be "
+                "paired. Change primary keys one object at a time through the Session."
+            )
         fields = [name for name in tracked.fields if name in assigned]
         if not fields:
             return None  # touches no tracked field: nothing to read, nothing to write
@@ -391,7 +400,11 @@ def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         return result, _bulk.rows_by_key(rows, key_size, read)
 
     dialect = session.get_bind(**bind).dialect
-    own_returning = bool(getattr(statement, "_returning", ()))
+    # RETURNING only where every column read lives in the statement's one table: a
+    # joined-inheritance subclass spans several.
+    own_returning = bool(getattr(statement, "_returning", ())) or (
+        mapper.persist_selectable is not mapper.local_table
+    )
     old: dict[tuple[Any, ...], dict[str, Any]] = {}
     new: dict[tuple[Any, ...], dict[str, Any]] = {}
     if operation is Operation.INSERT:
@@ -449,6 +462,16 @@ def _invoke_insert(
         all(name in params for name in tracked.primary_key) for params in parameters
     ):
         return orm_state.invoke_statement(), _bulk.keys_from_parameters(tracked, parameters)
+    if not parameters and statement.select is None and not statement._multi_values:
+        # One row: the caller's result stays whole, inserted_primary_key included.
+        result = orm_state.invoke_statement()
+        key = tuple(result.inserted_primary_key or ())  # type: ignore[attr-defined]
+        if len(key) == len(tracked.primary_key) and None not in key:
+            return result, [key]
+        raise BulkStatementError(
+            f"sqlaudit could not learn the primary key of the {tracked.model.__name__} row "
+            "this insert created; give the primary key or use session.add()."
+        )
     dialect = orm_state.session.get_bind(mapper=mapper).dialect
     supported = dialect.insert_executemany_returning if parameters else dialect.insert_returning
     if getattr(statement, "_returning", ()) or not supported or statement.select is not None:
