@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import String, delete, func, insert, select, update
+from sqlalchemy import ForeignKey, String, delete, func, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlaudit import (
@@ -261,3 +261,52 @@ def test_update_by_primary_key_without_a_key_is_refused(audit, Player):
         session.rollback()
         assert session.get(Player, 1).name == "p1"
     assert updates(Player) == []
+
+
+def test_bulk_delete_of_a_joined_subclass_reads_instead_of_returning(audit):
+    """A bulk delete on a joined-inheritance subclass runs as without auditing and records the row."""
+
+    @track_table(tracked_fields=["name", "skill"])
+    class Person(audit.base):
+        __tablename__ = "people"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str] = mapped_column(String(10))
+        name: Mapped[str] = mapped_column(String(50))
+        skill: Mapped[str | None] = mapped_column(String(50))  # on the parent, tracked there
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "person"}  # noqa: RUF012
+
+    class Dev(Person):
+        __tablename__ = "devs"
+        id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True)
+        language: Mapped[str] = mapped_column(String(20))
+        __mapper_args__ = {"polymorphic_identity": "dev"}  # noqa: RUF012
+
+    audit.create_tables()
+    with audit.Session() as session:
+        session.add(Dev(id=10, name="Ada", skill="math", language="py"))
+        session.commit()
+        assert session.execute(delete(Dev).where(Dev.id == 10)).rowcount == 1
+        session.commit()
+    deletes = [row for row in history(Person) if row[0] == "delete"]
+    assert sorted(deletes) == [
+        ("delete", "10", "name", "Ada", None),
+        ("delete", "10", "skill", "math", None),
+    ]
+
+
+def test_single_row_insert_keeps_inserted_primary_key(audit, Player):
+    """`session.execute(insert(Model).values(...))` still gives inserted_primary_key, and is recorded."""
+    with audit.Session() as session:
+        result = session.execute(insert(Player).values(name="solo", score=1))
+        (new_id,) = result.inserted_primary_key
+        session.commit()
+    assert ("insert", str(new_id), "name", None, "solo") in history(Player)
+
+
+def test_bulk_update_of_a_primary_key_is_refused(audit, Player):
+    """A bulk update assigning the primary key fails before running: its rows could not be paired."""
+    with audit.Session() as session:
+        with pytest.raises(BulkStatementError, match=r"Player\.id"):
+            session.execute(update(Player).where(Player.id == 1).values(id=100, score=9))
+        session.rollback()
+        assert session.get(Player, 1).score == 10

@@ -566,3 +566,31 @@ def test_one_audit_context_instance_shared_by_threads_and_nested_in_itself():
     assert errors == []
     assert seen.count("system") == 8
     assert len(seen) == 12
+
+
+def test_entering_many_contexts_leaves_no_residue():
+    """Thousands of audit_context blocks leave the thread's context as they found it."""
+    import contextvars
+
+    from sqlaudit import audit_context
+
+    before = len(contextvars.copy_context())
+    for user in range(2000):
+        with audit_context(user_id=user):
+            pass
+    assert len(contextvars.copy_context()) <= before + 2
+
+
+def test_audit_context_refuses_to_decorate_generator_functions():
+    """Decorating a generator function, whose body would run outside the context, is refused with the fix."""
+    from sqlaudit import ContextTypeError, audit_context
+
+    def rows():
+        yield 1
+
+    async def async_rows():
+        yield 1
+
+    for generator_function in (rows, async_rows):
+        with pytest.raises(ContextTypeError, match="generator"):
+            audit_context(user_id=1)(generator_function)
