@@ -1149,3 +1149,36 @@ def test_expired_assignments_on_several_single_table_subclasses_record_true_old_
         cat_id, dog_id = cat.id, dog.id
     assert history(Animal, cat_id)[-1] == ("update", "name", "Tom", "Thomas")
     assert history(Animal, dog_id)[-1] == ("update", "name", "Rex", "Rexy")
+
+
+@pytest.mark.backends("postgresql")
+def test_schema_translate_map_sends_change_rows_to_the_translated_schema(engine, base):
+    """With schema_translate_map on the engine, the change rows go to the translated schema's table."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import sessionmaker
+
+    from sqlaudit import SQLAuditConfig, get_resource_changes, register_hooks, set_config
+
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS sqlaudit_tenant CASCADE"))
+        connection.execute(text("CREATE SCHEMA sqlaudit_tenant"))
+    tenant = engine.execution_options(schema_translate_map={None: "sqlaudit_tenant"})
+    try:
+        Customer = declare_customer(base)
+        base.metadata.create_all(tenant)
+        factory = sessionmaker(tenant)
+        set_config(SQLAuditConfig(session_factory=factory, time_zone="UTC"))
+        register_hooks()
+        with factory() as session:
+            session.add(Customer(name="T", email="t@x.io", score=1))
+            session.commit()
+            changes = get_resource_changes(Customer, session=session)
+        assert {c.new_value for c in changes} >= {"T", "t@x.io"}
+        with engine.connect() as connection:
+            count = connection.execute(
+                text("select count(*) from sqlaudit_tenant.sqlaudit_changes")
+            ).scalar()
+        assert count == len(changes)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA sqlaudit_tenant CASCADE"))
