@@ -1,9 +1,11 @@
-"""Reading what a bulk ORM ``update()``/``delete()`` statement touches.
+"""Auditing bulk ``insert()``/``update()``/``delete()`` statements run through a Session.
 
-Bulk statements bypass the unit of work, so the flush hooks never see them. The
-``do_orm_execute`` hook in :mod:`sqlaudit.hooks` uses these helpers to read the
-affected rows before the statement (locking them where the database can) and
-their new values after it, by primary key.
+Bulk statements bypass the unit of work, so the flush hooks never see them.
+:func:`do_orm_execute` (registered by :func:`sqlaudit.hooks.register_hooks`)
+reads the affected rows before the statement (locking them where the database
+can) and their new values after it, with ``RETURNING`` where the database has it
+and by primary key otherwise, then writes their change rows in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -12,15 +14,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, select, tuple_
-from sqlalchemy.orm import Mapper
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import Delete, Update
 
+from sqlaudit import _registry
+from sqlaudit._capture import ChangeRow, Operation, change_rows
 from sqlaudit._registry import TrackedModel
+from sqlaudit._writer import resolve, write
+from sqlaudit.context import auditing_disabled
 from sqlaudit.exceptions import BulkStatementError
 
 __all__ = [
     "assigned_fields",
     "columns",
+    "do_orm_execute",
     "keys_from_parameters",
     "rows_by_key",
     "select_affected",
@@ -126,3 +135,158 @@ def rows_by_key(
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     """Index selected rows by primary key: ``{key: {field: value}}``."""
     return {tuple(row[:key_size]): dict(zip(fields, row[key_size:], strict=True)) for row in rows}
+
+
+def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
+    """Audit bulk ``insert()``/``update()``/``delete()`` statements run through a Session."""
+    if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
+        return None
+    if auditing_disabled():
+        return None
+    statement: Any = orm_state.statement
+    mapper = orm_state.bind_mapper
+    if mapper is None:
+        # A Core statement on a Table, run through the Session: audit it through the
+        # model tracked on that table, if any.
+        tracked = _registry.lookup_table(getattr(statement, "table", None))
+        if tracked is None:
+            return None
+        mapper = sa_inspect(tracked.model)
+    else:
+        tracked = _registry.lookup(mapper.class_)
+        if tracked is None:
+            return None
+    session = orm_state.session
+    raw = orm_state.parameters
+    parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
+    if orm_state.is_update:
+        assigned = assigned_fields(mapper, statement, parameters)
+        moved = [name for name in tracked.primary_key if name in assigned and not parameters]
+        if moved:
+            raise BulkStatementError(
+                f"A bulk update that assigns {tracked.model.__name__}.{moved[0]}, part of "
+                "the primary key, cannot be audited: its old and new rows could not be "
+                "paired. Change primary keys one object at a time through the Session."
+            )
+        fields = [name for name in tracked.fields if name in assigned]
+        if not fields:
+            return None  # touches no tracked field: nothing to read, nothing to write
+        operation = Operation.UPDATE
+    else:
+        fields = list(tracked.fields)
+        operation = Operation.DELETE if orm_state.is_delete else Operation.INSERT
+    author = resolve(session, {tracked.model})  # errors before anything is written
+    read = list(dict.fromkeys([*fields, *filter(None, [tracked.resource_id_field])]))
+    key_size = len(tracked.primary_key)
+    bind = orm_state.bind_arguments
+
+    def fetch(queries: list[Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        rows: list[Any] = []
+        for query in queries:
+            rows.extend(session.execute(query, bind_arguments=bind).all())
+        return rows_by_key(rows, key_size, read)
+
+    def invoke_returning() -> tuple[Result[Any], dict[tuple[Any, ...], dict[str, Any]]]:
+        # The statement's own result is handed back with its rows read (a statement
+        # without RETURNING of its own has none the caller expects); rowcount stays.
+        returned = columns(mapper, [*tracked.primary_key, *read])
+        result = orm_state.invoke_statement(statement=statement.returning(*returned))
+        rows = result.all()
+        _keep_rowcount(result, len(rows))
+        return result, rows_by_key(rows, key_size, read)
+
+    dialect = session.get_bind(**bind).dialect
+    # RETURNING only where every column read lives in the statement's one table: a
+    # joined-inheritance subclass spans several.
+    own_returning = bool(getattr(statement, "_returning", ())) or (
+        mapper.persist_selectable is not mapper.local_table
+    )
+    old: dict[tuple[Any, ...], dict[str, Any]] = {}
+    new: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if operation is Operation.INSERT:
+        result, keys = _invoke_insert(orm_state, statement, mapper, tracked, parameters)
+        new = fetch(select_by_keys(mapper, tracked, read, keys, lock=False))
+    elif parameters:  # UPDATE by primary key: an executemany, read before and after
+        keys = keys_from_parameters(tracked, parameters)
+        old = fetch(select_by_keys(mapper, tracked, read, keys, lock=True))
+        result = orm_state.invoke_statement()
+        new = fetch(select_by_keys(mapper, tracked, read, list(old), lock=False))
+        keys = list(old)
+    elif operation is Operation.DELETE and dialect.delete_returning and not own_returning:
+        result, old = invoke_returning()  # DELETE ... RETURNING gives the last values
+        keys = list(old)
+    else:
+        old = fetch([select_affected(mapper, tracked, statement, read)])
+        if operation is Operation.DELETE:
+            result = orm_state.invoke_statement()
+        elif dialect.update_returning and not own_returning:
+            result, new = invoke_returning()  # UPDATE ... RETURNING gives the new values
+        else:
+            result = orm_state.invoke_statement()
+            new = fetch(select_by_keys(mapper, tracked, read, list(old), lock=False))
+        # A row the UPDATE matched that the read did not (inserted meanwhile by another
+        # transaction) is still recorded, with no old value, rather than lost.
+        keys = list(old) + [key for key in new if key not in old]
+    stamp = author.stamp(session)
+    rows: list[ChangeRow] = []
+    for key in keys:
+        before, after = old.get(key, {}), new.get(key, {})
+        values = after or before
+        resource_id = tracked.resource_id_of(key, values)
+        if operation is Operation.UPDATE:
+            before = {name: before.get(name) for name in fields}
+        rows.extend(change_rows(tracked, operation, resource_id, before, after, stamp))
+    if rows:
+        write(session, author.config, {mapper: rows})
+    return result
+
+
+def _invoke_insert(
+    orm_state: ORMExecuteState,
+    statement: Any,
+    mapper: Any,
+    tracked: TrackedModel,
+    parameters: list[Mapping[str, Any]],
+) -> tuple[Result[Any], list[tuple[Any, ...]]]:
+    """Run a bulk INSERT and return its result and the primary keys it inserted."""
+    if parameters and all(
+        all(name in params for name in tracked.primary_key) for params in parameters
+    ):
+        return orm_state.invoke_statement(), keys_from_parameters(tracked, parameters)
+    if not parameters and statement.select is None and not statement._multi_values:
+        # One row: the caller's result stays whole, inserted_primary_key included.
+        result = orm_state.invoke_statement()
+        key = tuple(result.inserted_primary_key or ())  # type: ignore[attr-defined]
+        if len(key) == len(tracked.primary_key) and None not in key:
+            return result, [key]
+        raise BulkStatementError(
+            f"sqlaudit could not learn the primary key of the {tracked.model.__name__} row "
+            "this insert created; give the primary key or use session.add()."
+        )
+    dialect = orm_state.session.get_bind(mapper=mapper).dialect
+    supported = dialect.insert_executemany_returning if parameters else dialect.insert_returning
+    if getattr(statement, "_returning", ()) or not supported or statement.select is not None:
+        raise BulkStatementError(
+            f"sqlaudit cannot tell which {tracked.model.__name__} rows this bulk insert "
+            f"creates on {dialect.name} (no primary keys given"
+            f"{', a RETURNING clause of its own' if statement._returning else ''}"
+            f"{', an INSERT ... SELECT' if statement.select is not None else ''}), so it "
+            "would commit without audit rows: give each row its primary key "
+            f"({', '.join(tracked.primary_key)}) or use session.add_all()."
+        )
+    pk_columns = columns(mapper, tracked.primary_key)
+    result = orm_state.invoke_statement(statement=statement.returning(*pk_columns))
+    rows = result.all()
+    _keep_rowcount(result, len(rows))
+    return result, [tuple(row) for row in rows]
+
+
+def _keep_rowcount(result: Result[Any], count: int) -> None:
+    """Give a RETURNING result the ``rowcount`` the caller's plain DML result would have.
+
+    Once RETURNING is added the ORM hands back a row-only result, which has no
+    ``rowcount``; the caller asked for a statement without RETURNING and may read
+    it. Every matched row was returned, so their number is that rowcount.
+    """
+    if not hasattr(result, "rowcount"):
+        setattr(result, "rowcount", count)  # noqa: B010 - not a declared attribute

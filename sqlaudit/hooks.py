@@ -17,6 +17,9 @@ Call :func:`register_hooks` once at start-up; it listens on every
    flush with one executemany ``INSERT`` on the session's own connection, so
    the rows commit or roll back with the change.
 
+Bulk statements run through a Session (``do_orm_execute``) are audited by
+:mod:`sqlaudit._bulk`; both share :mod:`sqlaudit._writer`.
+
 Example:
     >>> from sqlaudit.hooks import register_hooks, unregister_hooks
     >>> register_hooks()
@@ -26,26 +29,21 @@ Example:
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import Result
-from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import InstanceState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
-from sqlaudit import _bulk, _clock, _registry, _schema
-from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
+from sqlaudit import _bulk, _registry
+from sqlaudit._capture import ChangeRow, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
-from sqlaudit.config import SQLAuditConfig, get_config
-from sqlaudit.context import _Unset, auditing_disabled, effective_context
-from sqlaudit.exceptions import BulkStatementError, UserRequiredError
+from sqlaudit._writer import Author, resolve, write
+from sqlaudit.context import auditing_disabled
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
@@ -53,7 +51,6 @@ __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 # replaces it on every flush (so a failed flush leaves nothing behind for the next
 # one) and after_flush_postexec takes it out.
 _FLUSH_KEY = "sqlaudit.flush"
-_TRANSACTION_KEY = "sqlaudit.transaction"
 
 
 @dataclass(slots=True)
@@ -69,10 +66,7 @@ class _Pending:
 
 @dataclass(slots=True)
 class _FlushCapture:
-    config: SQLAuditConfig
-    changed_by: str | None
-    changed_at: datetime
-    extra: dict[str, Any] | None
+    author: Author
     pending: list[_Pending] = field(default_factory=list)
     # id() -> snapshot taken before the flush (deletes, SQL-expression old values)
     before: dict[int, _Pending] = field(default_factory=dict)
@@ -80,52 +74,11 @@ class _FlushCapture:
     updates: dict[int, _Pending] = field(default_factory=dict)  # id() -> UPDATE pending
 
 
-def _new_capture(
-    session: Session,
-    models: set[type[Any]],
-    changes_anything: Callable[[], bool] = lambda: True,
-) -> _FlushCapture:
-    """Resolve config, user and context once per flush.
-
-    ``changes_anything`` tells, only when it matters (``require_user`` and no user),
-    whether the flush really changes a tracked value: assigning an equal value is
-    no change and needs no user.
-    """
-    config = get_config()  # NotConfiguredError
-    context = effective_context(session)
-    if isinstance(context.user_id, _Unset):
-        changed_by = config.current_user_id()
-    else:
-        changed_by = context.user_id
-    if changed_by is None and config.require_user and changes_anything():
-        names = ", ".join(sorted(model.__name__ for model in models)) or "a tracked model"
-        raise UserRequiredError(
-            f"A change to {names} was flushed with no user, and require_user is on: wrap "
-            "the work in audit_context(user_id=...), set_session_context(session, "
-            "user_id=...), or make get_user_id_callback return the user."
-        )
-    return _FlushCapture(config, changed_by, _clock.utc_now(), context.stored_extra())
-
-
 def _capture_of(session: Session, tracked: TrackedModel) -> _FlushCapture:
     capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
     if capture is None:
-        capture = session.info[_FLUSH_KEY] = _new_capture(session, {tracked.model})
+        capture = session.info[_FLUSH_KEY] = _FlushCapture(resolve(session, {tracked.model}))
     return capture
-
-
-def _transaction_id(session: Session) -> str:
-    """Return the id shared by every change row of the session's current transaction."""
-    root = session.get_transaction()
-    current = session.info.get(_TRANSACTION_KEY)
-    if current is not None and current[0] is root:
-        transaction_id: str = current[1]
-        return transaction_id
-    transaction_id = str(uuid.uuid4())
-    # The transaction object itself is kept (not its id()), so a later transaction
-    # can never be mistaken for it.
-    session.info[_TRANSACTION_KEY] = (root, transaction_id)
-    return transaction_id
 
 
 def _before_flush(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
@@ -145,7 +98,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         tracked = lookup(type(obj))
         if tracked is None:
             continue
-        state = sa_inspect(obj)
+        state = instance_state(obj)
         committed = state.committed_state
         if not any(name in committed for name in tracked.fields):
             continue  # only untracked attributes were assigned
@@ -161,7 +114,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         if tracked is None:
             continue
         models.add(tracked.model)
-        state = sa_inspect(obj)
+        state = instance_state(obj)
         resource_id = tracked.resource_id(obj, _identity(state))
         snapshot = _delete_snapshot(obj, state, tracked, resource_id)
         before[id(obj)] = snapshot
@@ -176,7 +129,8 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
                 or any(changed_fields(t.fields, s.committed_state, s.dict) for s, t in dirty)
             )
 
-        capture = session.info[_FLUSH_KEY] = _new_capture(session, models, changes_anything)
+        capture = _FlushCapture(resolve(session, models, changes_anything))
+        session.info[_FLUSH_KEY] = capture
         capture.before = before
     for tracked, snapshots in unknown.items():
         _read_old_values(session, tracked, snapshots)
@@ -291,7 +245,7 @@ def _persistent_to_deleted(session: Session, instance: Any) -> None:
     capture = _capture_of(session, tracked)
     if id(instance) in capture.seen:
         return
-    state = sa_inspect(instance)
+    state = instance_state(instance)
     old = {name: state.dict.get(name) for name in tracked.fields}
     update = capture.updates.pop(id(instance), None)
     if update is not None:
@@ -308,12 +262,7 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
     capture: _FlushCapture | None = session.info.pop(_FLUSH_KEY, None)
     if capture is None or not capture.pending:
         return
-    stamp = FlushStamp(
-        transaction_id=_transaction_id(session),
-        changed_by=capture.changed_by,
-        changed_at=capture.changed_at,
-        extra=capture.extra,
-    )
+    stamp = capture.author.stamp(session)
     rows_by_mapper: dict[Any, list[ChangeRow]] = {}
     for item in capture.pending:
         tracked, state = item.tracked, item.state
@@ -326,179 +275,7 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         rows = change_rows(tracked, item.operation, resource_id, item.old, new, stamp)
         if rows:
             rows_by_mapper.setdefault(state.mapper, []).extend(rows)
-    _write(session, capture.config, rows_by_mapper)
-
-
-def _write(
-    session: Session, config: SQLAuditConfig, rows_by_mapper: dict[Any, list[ChangeRow]]
-) -> None:
-    """Write the rows with one executemany INSERT per connection (usually exactly one)."""
-    connections: dict[int, Any] = {}
-    for mapper, rows in rows_by_mapper.items():
-        connection = session.connection(bind_arguments={"mapper": mapper})
-        connections.setdefault(id(connection), (connection, []))[1].extend(rows)
-    for connection, rows in connections.values():
-        _schema.write_changes(connection, config.table, rows)
-
-
-def _do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
-    """Audit bulk ``insert()``/``update()``/``delete()`` statements run through a Session."""
-    if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
-        return None
-    if auditing_disabled():
-        return None
-    statement: Any = orm_state.statement
-    mapper = orm_state.bind_mapper
-    if mapper is None:
-        # A Core statement on a Table, run through the Session: audit it through the
-        # model tracked on that table, if any.
-        tracked = _registry.lookup_table(getattr(statement, "table", None))
-        if tracked is None:
-            return None
-        mapper = sa_inspect(tracked.model)
-    else:
-        tracked = _registry.lookup(mapper.class_)
-        if tracked is None:
-            return None
-    session = orm_state.session
-    raw = orm_state.parameters
-    parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
-    if orm_state.is_update:
-        assigned = _bulk.assigned_fields(mapper, statement, parameters)
-        moved = [name for name in tracked.primary_key if name in assigned and not parameters]
-        if moved:
-            raise BulkStatementError(
-                f"A bulk update that assigns {tracked.model.__name__}.{moved[0]}, part of "
-                "the primary key, cannot be audited: its old and new rows could not be "
-                "paired. Change primary keys one object at a time through the Session."
-            )
-        fields = [name for name in tracked.fields if name in assigned]
-        if not fields:
-            return None  # touches no tracked field: nothing to read, nothing to write
-        operation = Operation.UPDATE
-    else:
-        fields = list(tracked.fields)
-        operation = Operation.DELETE if orm_state.is_delete else Operation.INSERT
-    capture = _new_capture(session, {tracked.model})  # errors before anything is written
-    read = list(dict.fromkeys([*fields, *filter(None, [tracked.resource_id_field])]))
-    key_size = len(tracked.primary_key)
-    bind = orm_state.bind_arguments
-
-    def fetch(queries: list[Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
-        rows: list[Any] = []
-        for query in queries:
-            rows.extend(session.execute(query, bind_arguments=bind).all())
-        return _bulk.rows_by_key(rows, key_size, read)
-
-    def invoke_returning() -> tuple[Result[Any], dict[tuple[Any, ...], dict[str, Any]]]:
-        # The statement's own result is handed back with its rows read (a statement
-        # without RETURNING of its own has none the caller expects); rowcount stays.
-        columns = _bulk.columns(mapper, [*tracked.primary_key, *read])
-        result = orm_state.invoke_statement(statement=statement.returning(*columns))
-        rows = result.all()
-        _keep_rowcount(result, len(rows))
-        return result, _bulk.rows_by_key(rows, key_size, read)
-
-    dialect = session.get_bind(**bind).dialect
-    # RETURNING only where every column read lives in the statement's one table: a
-    # joined-inheritance subclass spans several.
-    own_returning = bool(getattr(statement, "_returning", ())) or (
-        mapper.persist_selectable is not mapper.local_table
-    )
-    old: dict[tuple[Any, ...], dict[str, Any]] = {}
-    new: dict[tuple[Any, ...], dict[str, Any]] = {}
-    if operation is Operation.INSERT:
-        result, keys = _invoke_insert(orm_state, statement, mapper, tracked, parameters)
-        new = fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=False))
-    elif parameters:  # UPDATE by primary key: an executemany, read before and after
-        keys = _bulk.keys_from_parameters(tracked, parameters)
-        old = fetch(_bulk.select_by_keys(mapper, tracked, read, keys, lock=True))
-        result = orm_state.invoke_statement()
-        new = fetch(_bulk.select_by_keys(mapper, tracked, read, list(old), lock=False))
-        keys = list(old)
-    elif operation is Operation.DELETE and dialect.delete_returning and not own_returning:
-        result, old = invoke_returning()  # DELETE ... RETURNING gives the last values
-        keys = list(old)
-    else:
-        old = fetch([_bulk.select_affected(mapper, tracked, statement, read)])
-        if operation is Operation.DELETE:
-            result = orm_state.invoke_statement()
-        elif dialect.update_returning and not own_returning:
-            result, new = invoke_returning()  # UPDATE ... RETURNING gives the new values
-        else:
-            result = orm_state.invoke_statement()
-            new = fetch(_bulk.select_by_keys(mapper, tracked, read, list(old), lock=False))
-        # A row the UPDATE matched that the read did not (inserted meanwhile by another
-        # transaction) is still recorded, with no old value, rather than lost.
-        keys = list(old) + [key for key in new if key not in old]
-    stamp = FlushStamp(
-        transaction_id=_transaction_id(session),
-        changed_by=capture.changed_by,
-        changed_at=capture.changed_at,
-        extra=capture.extra,
-    )
-    rows: list[ChangeRow] = []
-    for key in keys:
-        before, after = old.get(key, {}), new.get(key, {})
-        values = after or before
-        resource_id = tracked.resource_id_of(key, values)
-        if operation is Operation.UPDATE:
-            before = {name: before.get(name) for name in fields}
-        rows.extend(change_rows(tracked, operation, resource_id, before, after, stamp))
-    if rows:
-        _write(session, capture.config, {mapper: rows})
-    return result
-
-
-def _invoke_insert(
-    orm_state: ORMExecuteState,
-    statement: Any,
-    mapper: Any,
-    tracked: TrackedModel,
-    parameters: list[Mapping[str, Any]],
-) -> tuple[Result[Any], list[tuple[Any, ...]]]:
-    """Run a bulk INSERT and return its result and the primary keys it inserted."""
-    if parameters and all(
-        all(name in params for name in tracked.primary_key) for params in parameters
-    ):
-        return orm_state.invoke_statement(), _bulk.keys_from_parameters(tracked, parameters)
-    if not parameters and statement.select is None and not statement._multi_values:
-        # One row: the caller's result stays whole, inserted_primary_key included.
-        result = orm_state.invoke_statement()
-        key = tuple(result.inserted_primary_key or ())  # type: ignore[attr-defined]
-        if len(key) == len(tracked.primary_key) and None not in key:
-            return result, [key]
-        raise BulkStatementError(
-            f"sqlaudit could not learn the primary key of the {tracked.model.__name__} row "
-            "this insert created; give the primary key or use session.add()."
-        )
-    dialect = orm_state.session.get_bind(mapper=mapper).dialect
-    supported = dialect.insert_executemany_returning if parameters else dialect.insert_returning
-    if getattr(statement, "_returning", ()) or not supported or statement.select is not None:
-        raise BulkStatementError(
-            f"sqlaudit cannot tell which {tracked.model.__name__} rows this bulk insert "
-            f"creates on {dialect.name} (no primary keys given"
-            f"{', a RETURNING clause of its own' if statement._returning else ''}"
-            f"{', an INSERT ... SELECT' if statement.select is not None else ''}), so it "
-            "would commit without audit rows: give each row its primary key "
-            f"({', '.join(tracked.primary_key)}) or use session.add_all()."
-        )
-    pk_columns = _bulk.columns(mapper, tracked.primary_key)
-    result = orm_state.invoke_statement(statement=statement.returning(*pk_columns))
-    rows = result.all()
-    _keep_rowcount(result, len(rows))
-    return result, [tuple(row) for row in rows]
-
-
-def _keep_rowcount(result: Result[Any], count: int) -> None:
-    """Give a RETURNING result the ``rowcount`` the caller's plain DML result would have.
-
-    Once RETURNING is added the ORM hands back a row-only result, which has no
-    ``rowcount``; the caller asked for a statement without RETURNING and may read
-    it. Every matched row was returned, so their number is that rowcount.
-    """
-    if not hasattr(result, "rowcount"):
-        setattr(result, "rowcount", count)  # noqa: B010 - not a declared attribute
+    write(session, capture.author.config, rows_by_mapper)
 
 
 def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
@@ -543,7 +320,7 @@ def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str
 
 
 _EVENTS = (
-    ("do_orm_execute", _do_orm_execute),
+    ("do_orm_execute", _bulk.do_orm_execute),
     ("before_flush", _before_flush),
     ("after_flush", _after_flush),
     ("persistent_to_deleted", _persistent_to_deleted),

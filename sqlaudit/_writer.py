@@ -1,0 +1,104 @@
+"""What the flush hooks and the bulk-statement hook share: who writes, and how.
+
+:func:`resolve` settles, once per flush or bulk statement, the config, the user
+(from the session's context, the ambient ``audit_context`` or the callback), the
+time and the extra context; :meth:`Author.stamp` adds the id of the session's
+database transaction; :func:`write` sends the change rows, with one executemany
+per connection, on the session's own connections.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from sqlaudit import _clock, _schema
+from sqlaudit._capture import ChangeRow, FlushStamp
+from sqlaudit.config import SQLAuditConfig, get_config
+from sqlaudit.context import _Unset, effective_context
+from sqlaudit.exceptions import UserRequiredError
+
+__all__ = ["Author", "resolve", "write"]
+
+_TRANSACTION_KEY = "sqlaudit.transaction"
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who changed things, when, and in which config: settled once per flush."""
+
+    config: SQLAuditConfig
+    changed_by: str | None
+    changed_at: datetime
+    extra: dict[str, Any] | None
+
+    def stamp(self, session: Session) -> FlushStamp:
+        """Return what every row this author writes in ``session`` shares."""
+        return FlushStamp(
+            transaction_id=_transaction_id(session),
+            changed_by=self.changed_by,
+            changed_at=self.changed_at,
+            extra=self.extra,
+        )
+
+
+def resolve(
+    session: Session,
+    models: set[type[Any]],
+    changes_anything: Callable[[], bool] = lambda: True,
+) -> Author:
+    """Resolve config, user and context, before anything is written.
+
+    ``changes_anything`` tells, only when it matters (``require_user`` and no user),
+    whether the flush really changes a tracked value: assigning an equal value is
+    no change and needs no user.
+
+    Raises:
+        NotConfiguredError: no config is set.
+        UserRequiredError: ``require_user`` is on and no user is known.
+    """
+    config = get_config()
+    context = effective_context(session)
+    if isinstance(context.user_id, _Unset):
+        changed_by = config.current_user_id()
+    else:
+        changed_by = context.user_id
+    if changed_by is None and config.require_user and changes_anything():
+        names = ", ".join(sorted(model.__name__ for model in models)) or "a tracked model"
+        raise UserRequiredError(
+            f"A change to {names} was flushed with no user, and require_user is on: wrap "
+            "the work in audit_context(user_id=...), set_session_context(session, "
+            "user_id=...), or make get_user_id_callback return the user."
+        )
+    return Author(config, changed_by, _clock.utc_now(), context.stored_extra())
+
+
+def _transaction_id(session: Session) -> str:
+    """Return the id shared by every change row of the session's current transaction."""
+    root = session.get_transaction()
+    current = session.info.get(_TRANSACTION_KEY)
+    if current is not None and current[0] is root:
+        transaction_id: str = current[1]
+        return transaction_id
+    transaction_id = str(uuid.uuid4())
+    # The transaction object itself is kept (not its id()), so a later transaction
+    # can never be mistaken for it.
+    session.info[_TRANSACTION_KEY] = (root, transaction_id)
+    return transaction_id
+
+
+def write(
+    session: Session, config: SQLAuditConfig, rows_by_mapper: Mapping[Any, Sequence[ChangeRow]]
+) -> None:
+    """Write the rows with one executemany INSERT per connection (usually exactly one)."""
+    connections: dict[int, tuple[Any, list[ChangeRow]]] = {}
+    for mapper, rows in rows_by_mapper.items():
+        connection = session.connection(bind_arguments={"mapper": mapper})
+        connections.setdefault(id(connection), (connection, []))[1].extend(rows)
+    for connection, rows in connections.values():
+        _schema.write_changes(connection, config.table, rows)
