@@ -19,7 +19,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import Delete, Update
 
-from sqlaudit import _registry
+from sqlaudit import _bulk_sql, _registry
 from sqlaudit._capture import ChangeRow, Operation, change_rows
 from sqlaudit._registry import TrackedModel
 from sqlaudit._writer import resolve, write
@@ -195,6 +195,19 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         _keep_rowcount(result, len(rows))
         return result, rows_by_key(rows, key_size, read)
 
+    if not parameters and operation is not Operation.INSERT:
+        connection = session.connection(bind_arguments=bind)
+        plan = _bulk_sql.plan(mapper, tracked, statement, fields, connection)
+        if plan is not None:
+            return _bulk_sql.run(
+                orm_state,
+                connection,
+                operation,
+                tracked,
+                plan,
+                lambda: author.stamp(session),
+                author.config.table,
+            )
     dialect = session.get_bind(**bind).dialect
     # RETURNING only where every column read lives in the statement's one table: a
     # joined-inheritance subclass spans several.
