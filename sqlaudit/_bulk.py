@@ -197,7 +197,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
 
     if not parameters and operation is not Operation.INSERT:
         connection = session.connection(bind_arguments=bind)
-        plan = _bulk_sql.plan(mapper, tracked, statement, fields, connection)
+        plan = _bulk_sql.plan(mapper, tracked, statement, fields, connection, author.config)
         if plan is not None:
             return _bulk_sql.run(
                 orm_state,

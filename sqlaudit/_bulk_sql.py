@@ -12,11 +12,11 @@ rows are built by the database:
    ``synchronize_session`` stay as they are;
 3. one ``INSERT ... SELECT`` writes a change row per field, from the stage (DELETE)
    or the stage joined to the table (UPDATE, leaving out values that did not change);
-4. the stage is emptied.
+4. the stage is emptied (dropped on MySQL/MariaDB).
 
-That is a constant four statements besides the caller's, whatever the number of
-rows, and no row passes through Python. Anything else takes the read path of
-:mod:`sqlaudit._bulk`.
+With the stage created when missing, that is a constant five statements besides
+the caller's, whatever the number of rows, and no row passes through Python.
+Anything else takes the read path of :mod:`sqlaudit._bulk`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlaudit._capture import FlushStamp, Operation
 from sqlaudit._registry import TrackedModel
 from sqlaudit._schema import CHANGE_COLUMNS
+from sqlaudit.config import SQLAuditConfig
 from sqlaudit.exceptions import BulkStatementError
 
 __all__ = ["Plan", "encoder_for", "plan", "run"]
@@ -74,7 +75,7 @@ Encoder = Callable[[ColumnElement[Any]], ColumnElement[Any]]
 
 
 def _text(value: str) -> ColumnElement[str]:
-    """An SQL string constant (the codec's tags: fixed text, never user data)."""
+    """Return an SQL string constant (the codec's tags: fixed text, never user data)."""
     return literal_column("'" + value.replace("'", "''") + "'", String())
 
 
@@ -124,8 +125,8 @@ def encoder_for(type_: TypeEngine[Any], dialect_name: str) -> Encoder | None:
 
 
 def _key_text(type_: TypeEngine[Any]) -> Encoder | None:
-    """How a one-column key becomes the stored resource id text (as ``str()`` would)."""
-    if isinstance(type_, TypeDecorator) or isinstance(type_, Boolean):
+    """Return how a one-column key becomes the stored resource id text (as ``str()`` would)."""
+    if isinstance(type_, (TypeDecorator, Boolean)):
         return None
     if isinstance(type_, Integer):
         return lambda column: cast(column, String())
@@ -163,10 +164,11 @@ def plan(
     statement: Any,
     fields: Sequence[str],
     connection: Connection,
+    config: SQLAuditConfig,
 ) -> Plan | None:
     """Return how to audit ``statement`` in SQL, or ``None`` when it must take the read path."""
     dialect_name = connection.dialect.name
-    if not enabled or dialect_name not in _DIALECTS:
+    if not (enabled and config.bulk_in_database) or dialect_name not in _DIALECTS:
         return None
     if connection.get_execution_options().get("schema_translate_map"):
         return None  # a temporary table cannot be moved to another schema
@@ -261,7 +263,7 @@ def run(
     result = orm_state.invoke_statement()
     matched = getattr(result, "rowcount", -1)
     if isinstance(matched, int) and matched > staged:
-        connection.execute(delete(stage))
+        _empty(connection, stage)
         raise BulkStatementError(
             f"A bulk {operation.value} of {tracked.model.__name__} changed {matched} rows but "
             f"sqlaudit had read {staged} of them: another transaction inserted matching rows "
@@ -271,8 +273,18 @@ def run(
     if staged:
         query = _changes(connection.dialect.name, operation, tracked, plan, stamp(), change_table)
         connection.execute(insert(change_table).from_select(list(CHANGE_COLUMNS), query))
-        connection.execute(delete(stage))
+        _empty(connection, stage)
     return result
+
+
+def _empty(connection: Connection, stage: Table) -> None:
+    """Empty the stage: MySQL/MariaDB drop it (much faster than a DELETE there)."""
+    if connection.dialect.name in ("mysql", "mariadb"):
+        # TEMPORARY keeps the drop from committing the transaction.
+        name = connection.dialect.identifier_preparer.format_table(stage)
+        connection.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+    else:
+        connection.execute(delete(stage))
 
 
 def _changes(

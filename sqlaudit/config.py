@@ -69,6 +69,12 @@ class SQLAuditConfig:
             missing; turn it off when migrations manage the table.
         require_user: Refuse (with :class:`~sqlaudit.exceptions.UserRequiredError`,
             before anything is written) a tracked change flushed with no user.
+        bulk_in_database: Audit a bulk ``update()``/``delete()`` of integer, string
+            and boolean fields inside the database (a temporary table and
+            ``INSERT ... SELECT``; no row passes through Python). Turn it off where the
+            database user may not create temporary tables, or behind a pooler that
+            shares connections per transaction; such statements are then audited by
+            reading their rows.
 
     Raises:
         InvalidTimeZoneError: ``time_zone`` names no known zone.
@@ -97,6 +103,7 @@ class SQLAuditConfig:
     table_schema: str | None = None
     create_table: bool = True
     require_user: bool = False
+    bulk_in_database: bool = True
 
     def __post_init__(self) -> None:
         if not callable(self.session_factory):
@@ -113,6 +120,13 @@ class SQLAuditConfig:
             )
         if not isinstance(self.table_name, str) or not self.table_name:
             raise ConfigurationTypeError("SQLAuditConfig.table_name must be a non-empty str.")
+        for name in ("create_table", "require_user", "bulk_in_database"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigurationTypeError(
+                    f"SQLAuditConfig.{name} must be True or False, not {value!r} "
+                    f"({type(value).__name__})."
+                )
         object.__setattr__(self, "_zone", _resolve_zone(self.time_zone))
         object.__setattr__(self, "_user_id_attr", self._resolve_user_id_attr())
 

@@ -1,4 +1,11 @@
-"""Bulk ORM statements run through a Session are audited like the unit of work."""
+"""Bulk ORM statements run through a Session are audited like the unit of work.
+
+An UPDATE or DELETE of a model like ``Player`` (integer key, integer and string
+fields) is audited in the database (``bulk_in_database``, tested on its own in
+``test_bulk_sql.py``); the tests taking ``bulk_path`` run on that path and again on
+the read path every other statement takes, and the read path's own statement shapes
+are tested with ``read_path``.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +34,19 @@ def declare_player(base):
     return Player
 
 
+@pytest.fixture(params=["in-database", "read"])
+def bulk_path(request, audit):
+    """Run the test on both bulk paths: in the database, and by reading the rows."""
+    audit.configure(bulk_in_database=request.param == "in-database")
+    return request.param
+
+
+@pytest.fixture
+def read_path(audit):
+    """Send every bulk statement down the read path."""
+    audit.configure(bulk_in_database=False)
+
+
 @pytest.fixture
 def Player(audit):
     model = declare_player(audit.base)
@@ -52,7 +72,7 @@ def updates(model):
 
 
 @pytest.mark.parametrize("sync", ["auto", False, "evaluate", "fetch"])
-def test_update_with_sql_expression_records_true_old_and_new_values(audit, Player, sync):
+def test_update_with_sql_expression_records_true_old_and_new_values(audit, Player, bulk_path, sync):
     """`update(...).where(...).values(score=score + 1)` records each affected row's old and computed new value."""
     with audit.Session() as session:
         session.execute(
@@ -69,7 +89,7 @@ def test_update_with_sql_expression_records_true_old_and_new_values(audit, Playe
 
 
 @pytest.mark.parametrize("sync", ["auto", False, "evaluate", "fetch"])
-def test_delete_statement_records_last_values(audit, Player, sync):
+def test_delete_statement_records_last_values(audit, Player, bulk_path, sync):
     """`delete(...).where(...)` records the last value of every tracked field of each deleted row."""
     with audit.Session() as session:
         session.execute(
@@ -91,7 +111,7 @@ def test_update_by_primary_key_list(audit, Player):
     assert updates(Player) == [("update", "1", "name", "p1", "one")]
 
 
-def test_update_of_untracked_field_costs_nothing_extra(audit, Player, count_statements):
+def test_update_of_untracked_field_costs_nothing_extra(audit, Player, bulk_path, count_statements):
     """A bulk update that assigns no tracked field runs alone: no read, no audit write."""
     with audit.Session() as session:
         session.execute(update(Player).values(visits=Player.visits + 1))
@@ -104,7 +124,7 @@ def test_update_of_untracked_field_costs_nothing_extra(audit, Player, count_stat
     assert updates(Player) == []
 
 
-def test_update_matching_no_rows_writes_nothing(audit, Player, count_statements):
+def test_update_matching_no_rows_writes_nothing(audit, Player, bulk_path, count_statements):
     """A bulk update that matches no row writes no change row."""
     with audit.Session() as session:
         session.execute(update(Player).where(Player.id > 100).values(name="x"))
@@ -140,7 +160,7 @@ def test_insert_from_select_is_refused_before_anything_is_written(audit, Player)
         assert session.scalar(select(func.count()).select_from(Player)) == 3
 
 
-def test_bulk_changes_roll_back_with_the_transaction(audit, Player):
+def test_bulk_changes_roll_back_with_the_transaction(audit, Player, bulk_path):
     """Rolling back a bulk update leaves no change rows behind."""
     with audit.Session() as session:
         session.execute(update(Player).values(name="gone"))
@@ -148,7 +168,7 @@ def test_bulk_changes_roll_back_with_the_transaction(audit, Player):
     assert updates(Player) == []
 
 
-def test_bulk_rows_carry_context_user_and_transaction(audit, Player):
+def test_bulk_rows_carry_context_user_and_transaction(audit, Player, bulk_path):
     """Bulk rows carry the audit_context user and share the transaction id with flushed rows."""
     audit.user = 1
     with audit_context(user_id="admin", reason="cleanup"), audit.Session() as session:
@@ -162,7 +182,7 @@ def test_bulk_rows_carry_context_user_and_transaction(audit, Player):
     assert len({c.transaction_id for c in changes}) == 1
 
 
-def test_disable_auditing_skips_bulk_statements(audit, Player):
+def test_disable_auditing_skips_bulk_statements(audit, Player, bulk_path):
     """Inside disable_auditing() a bulk statement records nothing."""
     with disable_auditing(), audit.Session() as session:
         session.execute(update(Player).values(score=0))
@@ -170,7 +190,7 @@ def test_disable_auditing_skips_bulk_statements(audit, Player):
     assert updates(Player) == []
 
 
-def test_core_statement_on_the_table_through_a_session_is_audited(audit, Player):
+def test_core_statement_on_the_table_through_a_session_is_audited(audit, Player, bulk_path):
     """A Core update() on the tracked model's Table, run through a Session, is recorded."""
     table = Player.__table__
     with audit.Session() as session:
@@ -187,7 +207,7 @@ def test_core_statement_on_a_plain_connection_is_not_audited(audit, Player):
     assert updates(Player) == []
 
 
-def test_bulk_statements_keep_their_rowcount(audit, Player):
+def test_bulk_statements_keep_their_rowcount(audit, Player, bulk_path):
     """Auditing hands back the statement's own result: rowcount still counts the affected rows."""
     with audit.Session() as session:
         assert session.execute(update(Player).values(name="all")).rowcount == 3
@@ -210,7 +230,9 @@ def test_statement_with_its_own_returning_is_audited_and_returns_its_rows(audit,
     assert sorted(updates(Player)) == expected
 
 
-def test_update_takes_returning_where_the_database_has_it(audit, Player, backend, count_statements):
+def test_update_takes_returning_where_the_database_has_it(
+    audit, Player, read_path, backend, count_statements
+):
     """A bulk UPDATE reads new values with RETURNING on SQLite and PostgreSQL, by a second read on MariaDB."""
     with audit.Session() as session:
         count_statements.statements.clear()
@@ -232,7 +254,7 @@ def test_update_takes_returning_where_the_database_has_it(audit, Player, backend
     ]
 
 
-def test_delete_takes_returning_unless_it_has_its_own(audit, Player, count_statements):
+def test_delete_takes_returning_unless_it_has_its_own(audit, Player, read_path, count_statements):
     """A bulk DELETE gets its last values from RETURNING, or from a read when it returns rows of its own."""
     with audit.Session() as session:
         count_statements.statements.clear()
@@ -303,7 +325,7 @@ def test_single_row_insert_keeps_inserted_primary_key(audit, Player):
     assert ("insert", str(new_id), "name", None, "solo") in history(Player)
 
 
-def test_bulk_update_of_a_primary_key_is_refused(audit, Player):
+def test_bulk_update_of_a_primary_key_is_refused(audit, Player, bulk_path):
     """A bulk update assigning the primary key fails before running: its rows could not be paired."""
     with audit.Session() as session:
         with pytest.raises(BulkStatementError, match=r"Player\.id"):
