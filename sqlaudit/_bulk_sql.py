@@ -178,7 +178,7 @@ def plan(
         or mapper.persist_selectable is not table
         or mapper.inherits is not None
         or mapper.polymorphic_on is not None
-        or getattr(statement, "_returning", ())
+        or bool(getattr(statement, "_returning", None))
         or len(tracked.primary_key) != 1
         or tracked.resource_id_field not in (None, tracked.primary_key[0])
     ):
@@ -314,9 +314,9 @@ def _changes(
         zip(plan.fields, plan.columns, plan.encoders, strict=True)
     ):
         old = encode(stage.c[f"c{index}"])
+        source: Any = stage
         if operation is Operation.DELETE:
             new: ColumnElement[Any] = null()
-            source = stage
             condition = ~exists().where(plan.key == stage.c.k)  # rows really gone
         else:
             new = encode(column)

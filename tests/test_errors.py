@@ -248,6 +248,13 @@ def test_session_factory_that_is_not_callable_is_rejected():
         SQLAuditConfig(session_factory="sqlite://")
 
 
+@pytest.mark.parametrize("option", ["create_table", "require_user", "bulk_in_database"])
+def test_switch_that_is_not_a_bool_is_rejected(option):
+    """A yes/no option given something else than True or False names the option and the value."""
+    with raises(ConfigurationTypeError, TypeError, rf"{option} must be True or False, not 'no'"):
+        SQLAuditConfig(session_factory=lambda: None, **{option: "no"})
+
+
 def test_user_model_that_is_not_mapped_is_rejected():
     """A user model that is not a mapped class names the option and the class."""
 
