@@ -1,4 +1,4 @@
-"""The contestants: plain SQLAlchemy (the baseline), sqlaudit, the peers and a trigger.
+"""The contestants: plain SQLAlchemy (the baseline), sqlaudit, the storage floor, the peers, a trigger.
 
 Each contestant sets itself up around the declaration of the benchmark model and
 knows how to count the audit rows it wrote. ``granularity`` says what one audit
@@ -10,11 +10,14 @@ compared with the changes made.
 from __future__ import annotations
 
 import importlib
+import uuid
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-from sqlalchemy import Engine, func, select, table
-from sqlalchemy.orm import configure_mappers, sessionmaker
+from sqlalchemy import Engine, event, func, select, table
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+from sqlalchemy.orm.base import instance_state
 
 from benchmarks.models import TABLE, TRACKED, UNTRACKED, declare_item
 
@@ -140,6 +143,57 @@ class History(_Versioning):
     module = "sqlalchemy_history"
 
 
+class Floor(Contestant):
+    """The storage floor: a minimal hook writing sqlaudit's change rows and nothing else.
+
+    One ``after_flush`` listener writes, per new, changed or deleted object, one row
+    per changed tracked field (values as plain ``str()``, a fixed user) into a table
+    built like sqlaudit's (same columns, same three indexes), with the same single
+    executemany per flush. It reads no expired old value, resolves no user or context
+    and audits no bulk statement: what it costs is the price of the storage format
+    (one indexed row per changed field); what sqlaudit costs beyond it is the price of
+    its capture.
+    """
+
+    name = "floor"
+    label = "minimal hook (floor)"
+    granularity = "field"
+    distribution = None
+    audit_table = "floor_changes"
+
+    def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
+        """Create the tables and the change table; listen to every Session's flushes."""
+        from sqlaudit._schema import build_change_table, write_changes
+
+        base.metadata.create_all(engine)
+        changes = build_change_table(self.audit_table or "floor_changes", None)
+        changes.create(engine, checkfirst=True)
+
+        def after_flush(session: Session, context: Any) -> None:
+            stamp = (str(uuid.uuid4()), TABLE, "Item")
+            tail = ("1", datetime.now(UTC), None)
+            rows: list[tuple[Any, ...]] = []
+            for obj in session.new:
+                for name in TRACKED:
+                    value = getattr(obj, name)
+                    if value is not None:
+                        rows.append((*stamp, str(obj.id), name, "insert", None, str(value), *tail))
+            for obj in session.dirty:
+                committed = instance_state(obj).committed_state
+                for name in TRACKED:
+                    if name in committed and committed[name] != getattr(obj, name):
+                        old, new = str(committed[name]), str(getattr(obj, name))
+                        rows.append((*stamp, str(obj.id), name, "update", old, new, *tail))
+            for obj in session.deleted:
+                for name in TRACKED:
+                    old = str(getattr(obj, name))
+                    rows.append((*stamp, str(obj.id), name, "delete", old, None, *tail))
+            if rows:
+                write_changes(session.connection(), changes, rows)
+
+        event.listen(Session, "after_flush", after_flush)
+
+
 # One statement per item: drivers differ on several statements in one execute().
 _TRIGGER_SQL = (
     """
@@ -220,7 +274,7 @@ class Trigger(Contestant):
 
 CONTESTANTS: dict[str, Contestant] = {
     contestant.name: contestant
-    for contestant in (Contestant(), SQLAudit(), Continuum(), History(), Trigger())
+    for contestant in (Contestant(), SQLAudit(), Floor(), Continuum(), History(), Trigger())
 }
 
 

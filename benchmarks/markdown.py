@@ -241,7 +241,12 @@ _METHOD = """## How it is measured
   `update()` statement. W2-W5 start from rows loaded with one Core bulk insert before the
   timer starts (as when auditing is added to an existing table). Only the ORM part is timed.
 - **Contestants** (`benchmarks/contestants.py`): plain SQLAlchemy; sqlaudit (a user id from a
-  callback, the default change table); SQLAlchemy-Continuum and SQLAlchemy-History with
+  callback, the default change table); the storage floor, a minimal `after_flush` hook
+  writing the same change rows (`str()` values, a fixed user) into a table built like
+  sqlaudit's, with the same one executemany per flush, and nothing else (no expired old
+  values, no context, no bulk statements): what it costs is the price of one indexed row
+  per changed field, what sqlaudit costs beyond it the price of its capture;
+  SQLAlchemy-Continuum and SQLAlchemy-History with
   `make_versioned(user_cls=None)`, versioning only the four tracked columns (they write one
   full-row version per changed object, plus a transaction row per transaction); on
   PostgreSQL a hand-written PL/pgSQL `AFTER ... FOR EACH ROW` trigger writing one row per

@@ -136,9 +136,10 @@ def _verdicts(databases: dict[str, Any]) -> list[dict[str, str]]:
                 measured += f" ({ours['recorded']}/{ours['expected']} rows)"
             else:
                 verdict = _verdict(ours["ratio"] <= limit)
-            trigger = writes.get(workload, {}).get("trigger", {})
-            if trigger.get("status") == "ok":
-                measured += f"; trigger {trigger['ratio']:.2f}x"
+            for name in ("floor", "trigger"):
+                other = writes.get(workload, {}).get(name, {})
+                if other.get("status") == "ok" and not other["fewer"]:
+                    measured += f"; {name} {other['ratio']:.2f}x"
             rows.append(
                 {
                     "database": database,

@@ -1,7 +1,7 @@
 """The command line: schedule every contestant x workload in its own process, repeat.
 
 ``python -m benchmarks [--quick] [--databases sqlite,postgresql,mariadb] [--repeat N]
-[--contestants plain,sqlaudit,continuum,history,trigger] [--output docs/benchmarks.md]``
+[--contestants plain,sqlaudit,floor,continuum,history,trigger] [--output docs/benchmarks.md]``
 
 Per database and repeat, each workload runs for every contestant back to back (so
 the baseline is measured next to what is compared with it), in forward order on

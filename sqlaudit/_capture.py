@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy.orm.base import NO_VALUE
 
@@ -78,20 +78,12 @@ def _equal(a: Any, b: Any) -> bool:
         return False
 
 
-class ChangeRow(NamedTuple):
-    """One row of the change table, in the column order the INSERT is prepared with."""
-
-    transaction_id: str
-    table_name: str
-    table_label: str
-    resource_id: str
-    field_name: str
-    operation: str
-    old_value: str | None
-    new_value: str | None
-    changed_by: str | None
-    changed_at: datetime
-    extra: Mapping[str, Any] | None
+# One row of the change table, in the column order of the prepared INSERT
+# (sqlaudit._schema.CHANGE_COLUMNS): transaction_id, table_name, table_label,
+# resource_id, field_name, operation, old_value, new_value, changed_by, changed_at,
+# extra. A plain tuple: a flush builds one per changed field, and a NamedTuple's
+# constructor costs several times a tuple display.
+ChangeRow = tuple[str, str, str, str, str, str, str | None, str | None, str | None, datetime, Any]
 
 
 def change_rows(
@@ -119,19 +111,10 @@ def change_rows(
     else:
         pairs = [(name, old.get(name), None) for name in tracked.fields]
     encode = _codec.encode
+    head = (stamp.transaction_id, tracked.table_name, tracked.table_label, resource_id)
+    tail = (stamp.changed_by, stamp.changed_at, stamp.extra)
+    op = operation.value
     return [
-        ChangeRow(
-            stamp.transaction_id,
-            tracked.table_name,
-            tracked.table_label,
-            resource_id,
-            name,
-            operation.value,
-            encode(old_value),
-            encode(new_value),
-            stamp.changed_by,
-            stamp.changed_at,
-            stamp.extra,
-        )
+        (*head, name, op, encode(old_value), encode(new_value), *tail)
         for name, old_value, new_value in pairs
     ]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
 from sqlalchemy.orm.base import NO_VALUE
 
-from sqlaudit import FallbackEncodingWarning, _codec
-from sqlaudit._capture import FlushStamp, Operation, change_rows, changed_fields
+from sqlaudit import FallbackEncodingWarning, _capture, _codec
+from sqlaudit._capture import FlushStamp, Operation, changed_fields
 from sqlaudit._registry import TrackedModel, encode_resource_id
+from sqlaudit._schema import CHANGE_COLUMNS
 
 STAMP = FlushStamp(
     transaction_id="tx-1",
@@ -34,6 +36,16 @@ TRACKED = TrackedModel(
     enum_hints={},
     primary_key_types=(int,),
 )
+
+
+Row = namedtuple("Row", CHANGE_COLUMNS)
+
+
+def change_rows(*args):
+    """Call the real change_rows; name each row's columns for the assertions."""
+    rows = _capture.change_rows(*args)
+    assert all(len(row) == len(CHANGE_COLUMNS) for row in rows)
+    return [Row(*row) for row in rows]
 
 
 def decoded(rows):
