@@ -24,8 +24,8 @@ def lint(session: nox.Session) -> None:
     """Check style, formatting and types."""
     session.install(".[lint]")
     session.install("-e", ".")
-    session.run("ruff", "check", "sqlaudit", "tests")
-    session.run("ruff", "format", "--check", "sqlaudit", "tests")
+    session.run("ruff", "check", "sqlaudit", "tests", "benchmarks")
+    session.run("ruff", "format", "--check", "sqlaudit", "tests", "benchmarks")
     session.run("mypy")
 
 

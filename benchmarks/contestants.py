@@ -1,4 +1,4 @@
-"""The contestants: plain SQLAlchemy (the baseline), sqlaudit, the storage floor, the peers, a trigger.
+"""The contestants: plain SQLAlchemy, sqlaudit, the storage floor, the peers and a trigger.
 
 Each contestant sets itself up around the declaration of the benchmark model and
 knows how to count the audit rows it wrote. ``granularity`` says what one audit
