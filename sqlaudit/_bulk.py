@@ -179,11 +179,18 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     read = list(dict.fromkeys([*fields, *filter(None, [tracked.resource_id_field])]))
     key_size = len(tracked.primary_key)
     bind = orm_state.bind_arguments
+    options = orm_state.execution_options
+    # The statement's own schema_translate_map applies to the reads (and the writes).
+    translate = {
+        key: options[key] for key in ("schema_translate_map",) if options.get(key) is not None
+    }
 
     def fetch(queries: list[Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
         rows: list[Any] = []
         for query in queries:
-            rows.extend(session.execute(query, bind_arguments=bind).all())
+            rows.extend(
+                session.execute(query, bind_arguments=bind, execution_options=translate).all()
+            )
         return rows_by_key(rows, key_size, read)
 
     def invoke_returning() -> tuple[Result[Any], dict[tuple[Any, ...], dict[str, Any]]]:
@@ -197,7 +204,9 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
 
     if not parameters and operation is not Operation.INSERT:
         connection = session.connection(bind_arguments=bind)
-        plan = _bulk_sql.plan(mapper, tracked, statement, fields, connection, author.config)
+        plan = _bulk_sql.plan(
+            mapper, tracked, statement, fields, connection, author.config, options
+        )
         if plan is not None:
             return _bulk_sql.run(
                 orm_state,
@@ -250,7 +259,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
             before = {name: before.get(name) for name in fields}
         rows.extend(change_rows(tracked, operation, resource_id, before, after, stamp))
     if rows:
-        write(session, author.config, {mapper: rows})
+        write(session, author.config, {mapper: rows}, translate)
     return result
 
 

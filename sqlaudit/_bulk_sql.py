@@ -22,7 +22,7 @@ Anything else takes the read path of :mod:`sqlaudit._bulk`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -51,7 +51,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection, Result
+from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.orm import ColumnProperty, Mapper, ORMExecuteState
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import util as sql_util
@@ -65,9 +65,6 @@ from sqlaudit.config import SQLAuditConfig
 from sqlaudit.exceptions import BulkStatementError
 
 __all__ = ["Plan", "encoder_for", "plan", "run"]
-
-# Tests switch this off to run the read path of sqlaudit._bulk on the same models.
-enabled = True
 
 _DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
 
@@ -165,13 +162,22 @@ def plan(
     fields: Sequence[str],
     connection: Connection,
     config: SQLAuditConfig,
+    execution_options: Mapping[str, Any],
 ) -> Plan | None:
-    """Return how to audit ``statement`` in SQL, or ``None`` when it must take the read path."""
+    """Return how to audit ``statement`` in SQL, or ``None`` when it must take the read path.
+
+    ``execution_options``: the statement's own, merged with the session's.
+    """
     dialect_name = connection.dialect.name
-    if not (enabled and config.bulk_in_database) or dialect_name not in _DIALECTS:
+    if not config.bulk_in_database or dialect_name not in _DIALECTS:
         return None
-    if connection.get_execution_options().get("schema_translate_map"):
+    if connection.get_execution_options().get("schema_translate_map") or execution_options.get(
+        "schema_translate_map"
+    ):
         return None  # a temporary table cannot be moved to another schema
+    if _autocommit(connection, execution_options):
+        # No transaction holds the lock or the stage from one statement to the next.
+        return None
     table = mapper.local_table
     if (
         not isinstance(table, Table)
@@ -208,29 +214,49 @@ def plan(
         tuple(fields),
         tuple(columns),
         tuple(encoders),
-        _stage(table, key, columns),
+        _stage(table, key, columns, connection.dialect),
     )
 
 
-_stages: WeakKeyDictionary[Table, dict[tuple[str, ...], Table]] = WeakKeyDictionary()
+def _autocommit(connection: Connection, execution_options: Mapping[str, Any]) -> bool:
+    if execution_options.get("isolation_level") == "AUTOCOMMIT":
+        return True
+    check = getattr(connection, "_is_autocommit_isolation", None)
+    return bool(check()) if check is not None else False
 
 
-def _stage(table: Table, key: Column[Any], columns: Sequence[Column[Any]]) -> Table:
-    """Return the temporary stage table for these columns of ``table`` (declared once)."""
-    names = (key.name, *(column.name for column in columns))
+_stages: WeakKeyDictionary[Table, dict[tuple[Any, ...], Table]] = WeakKeyDictionary()
+
+
+def _stage(
+    table: Table, key: Column[Any], columns: Sequence[Column[Any]], dialect: Dialect
+) -> Table:
+    """Return the temporary stage table for these columns of ``table`` (declared once).
+
+    Its name is derived from the table, the columns and their types as the database
+    spells them: a stage left on a pooled connection by another table of the same
+    name is only reused when it has exactly the same columns.
+    """
+    spelled = tuple(
+        (column.name, str(column.type.compile(dialect=dialect))) for column in (key, *columns)
+    )
+    cache_key = (dialect.name, spelled)
     by_columns = _stages.setdefault(table, {})
-    stage = by_columns.get(names)
+    stage = by_columns.get(cache_key)
     if stage is None:
-        digest = hashlib.sha1(repr((table.fullname, names)).encode()).hexdigest()[:20]
+        digest = hashlib.sha1(repr((table.fullname, cache_key)).encode()).hexdigest()[:20]
         stage = Table(
             f"sqlaudit_stage_{digest}",
             MetaData(),
             Column("k", key.type),
             *(Column(f"c{i}", column.type) for i, column in enumerate(columns)),
             prefixes=["TEMPORARY"],
+            # Emptied at commit (no dead rows pile up in a table autovacuum never visits).
             postgresql_on_commit="DELETE ROWS",
+            # Whatever the database's default, hold any text the table holds.
+            mysql_charset="utf8mb4",
         )
-        by_columns[names] = stage
+        by_columns[cache_key] = stage
     return stage
 
 
@@ -342,7 +368,8 @@ def _changes(
 def _comparable(encoded: ColumnElement[Any], dialect_name: str) -> ColumnElement[Any]:
     """Compare encoded values byte for byte, as Python compares them, whatever the collation."""
     if dialect_name in ("mysql", "mariadb"):
-        return cast(encoded, LargeBinary())
+        # The stage is utf8mb4 and the table may be latin1: same characters, other bytes.
+        return cast(cast(encoded, mysql.CHAR(charset="utf8mb4")), LargeBinary())
     if dialect_name == "postgresql":
         return collate(encoded, "C")
     return encoded

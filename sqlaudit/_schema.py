@@ -12,7 +12,7 @@ resource's history, (changed by, time) for one user's activity and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -161,7 +161,12 @@ def _prepare(table: Table, dialect: Dialect) -> _PreparedInsert:
     return prepared
 
 
-def write_changes(connection: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+def write_changes(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Sequence[Any]],
+    execution_options: Mapping[str, Any] | None = None,
+) -> None:
     """Insert change rows (values in :data:`CHANGE_COLUMNS` order) with one executemany.
 
     The statement is compiled once per dialect and goes straight to the driver.
@@ -169,10 +174,14 @@ def write_changes(connection: Connection, table: Table, rows: Sequence[Sequence[
     value rather than once per row, since every row of a flush shares its timestamp
     and context; this keeps SQLAlchemy's per-row parameter work out of the flush.
     """
-    if connection.get_execution_options().get("schema_translate_map"):
+    if connection.get_execution_options().get("schema_translate_map") or (
+        execution_options and execution_options.get("schema_translate_map")
+    ):
         # The prepared SQL names the table as compiled; let SQLAlchemy translate it.
         connection.execute(
-            table.insert(), [dict(zip(CHANGE_COLUMNS, row, strict=True)) for row in rows]
+            table.insert(),
+            [dict(zip(CHANGE_COLUMNS, row, strict=True)) for row in rows],
+            execution_options=execution_options,
         )
         return
     prepared = _prepare(table, connection.dialect)

@@ -93,12 +93,19 @@ def _transaction_id(session: Session) -> str:
 
 
 def write(
-    session: Session, config: SQLAuditConfig, rows_by_mapper: Mapping[Any, Sequence[ChangeRow]]
+    session: Session,
+    config: SQLAuditConfig,
+    rows_by_mapper: Mapping[Any, Sequence[ChangeRow]],
+    execution_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the rows with one executemany INSERT per connection (usually exactly one)."""
+    """Write the rows with one executemany INSERT per connection (usually exactly one).
+
+    ``execution_options``: a bulk statement's own ``schema_translate_map``, which the
+    change rows follow as they follow a connection's.
+    """
     connections: dict[int, tuple[Any, list[ChangeRow]]] = {}
     for mapper, rows in rows_by_mapper.items():
         connection = session.connection(bind_arguments={"mapper": mapper})
         connections.setdefault(id(connection), (connection, []))[1].extend(rows)
     for connection, rows in connections.values():
-        _schema.write_changes(connection, config.table, rows)
+        _schema.write_changes(connection, config.table, rows, execution_options)

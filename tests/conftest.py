@@ -40,9 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if marker is None or callspec is None or "backend" not in callspec.params:
             continue
         if callspec.params["backend"] not in marker.args:
-            item.add_marker(
-                pytest.mark.skip(reason=f"needs one of {marker.args}: a server-only behaviour")
-            )
+            item.add_marker(pytest.mark.skip(reason=f"runs on {', '.join(marker.args)} only"))
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
