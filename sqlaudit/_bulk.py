@@ -185,11 +185,15 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         key: options[key] for key in ("schema_translate_map",) if options.get(key) is not None
     }
 
-    def fetch(queries: list[Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    def fetch(
+        queries: list[Any], params: Mapping[str, Any] | None = None
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
         rows: list[Any] = []
         for query in queries:
             rows.extend(
-                session.execute(query, bind_arguments=bind, execution_options=translate).all()
+                session.execute(
+                    query, params, bind_arguments=dict(bind), execution_options=translate
+                ).all()
             )
         return rows_by_key(rows, key_size, read)
 
@@ -203,7 +207,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         return result, rows_by_key(rows, key_size, read)
 
     if not parameters and operation is not Operation.INSERT:
-        connection = session.connection(bind_arguments=bind)
+        connection = session.connection(bind_arguments=dict(bind))  # it pops 'bind' from its dict
         plan = _bulk_sql.plan(
             mapper, tracked, statement, fields, connection, author.config, options
         )
@@ -238,7 +242,9 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         result, old = invoke_returning()  # DELETE ... RETURNING gives the last values
         keys = list(old)
     else:
-        old = fetch([select_affected(mapper, tracked, statement, read)])
+        # Parameters given at execute time (a bindparam() in the WHERE) apply to the read.
+        single = dict(raw) if isinstance(raw, Mapping) and raw else None
+        old = fetch([select_affected(mapper, tracked, statement, read)], single)
         if operation is Operation.DELETE:
             result = orm_state.invoke_statement()
         elif dialect.update_returning and not own_returning:
@@ -259,7 +265,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
             before = {name: before.get(name) for name in fields}
         rows.extend(change_rows(tracked, operation, resource_id, before, after, stamp))
     if rows:
-        write(session, author.config, {mapper: rows}, translate)
+        write(session, author.config, {mapper: rows}, translate, bind)
     return result
 
 

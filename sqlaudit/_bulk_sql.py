@@ -28,6 +28,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
+    CHAR,
     Boolean,
     Column,
     Enum,
@@ -53,7 +54,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.orm import ColumnProperty, Mapper, ORMExecuteState
-from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import util as sql_util
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -107,10 +107,12 @@ def _encode_bool(column: ColumnElement[Any]) -> ColumnElement[Any]:
 def encoder_for(type_: TypeEngine[Any], dialect_name: str) -> Encoder | None:
     """Return the SQL spelling of :func:`sqlaudit._codec.encode` for a column type, or ``None``.
 
-    Only types whose values SQL can encode exactly as Python would: integers,
-    strings (not Enum or MySQL SET) and booleans, with no ``TypeDecorator``.
+    Only types whose values SQL can encode as Python would: integers, strings (not
+    Enum, MySQL SET or blank-padded CHAR) and booleans, with no ``TypeDecorator``.
+    (On SQLite a REAL held by an INTEGER column is written with 17 significant
+    digits: it decodes to the same float, though its text may differ from ``repr()``.)
     """
-    if isinstance(type_, TypeDecorator):
+    if _padded(type_):
         return None
     if isinstance(type_, Boolean):
         return _encode_bool
@@ -121,9 +123,19 @@ def encoder_for(type_: TypeEngine[Any], dialect_name: str) -> Encoder | None:
     return None
 
 
+def _padded(type_: TypeEngine[Any]) -> bool:
+    """Tell types SQL would not read back as the driver does (or that hide their own).
+
+    A ``TypeDecorator`` changes values in Python; ``CHAR(n)`` is blank-padded by some
+    drivers but not by SQL's string functions; MySQL's ``ZEROFILL`` integers are
+    zero-padded as text but not as numbers.
+    """
+    return isinstance(type_, (TypeDecorator, CHAR)) or bool(getattr(type_, "zerofill", False))
+
+
 def _key_text(type_: TypeEngine[Any]) -> Encoder | None:
     """Return how a one-column key becomes the stored resource id text (as ``str()`` would)."""
-    if isinstance(type_, (TypeDecorator, Boolean)):
+    if _padded(type_) or isinstance(type_, Boolean):
         return None
     if isinstance(type_, Integer):
         return lambda column: cast(column, String())
@@ -276,15 +288,22 @@ def run(
             another transaction inserted in between, under READ COMMITTED).
     """
     stage = plan.stage
-    connection.execute(CreateTable(stage, if_not_exists=True))
+    if orm_state.execution_options.get("autoflush", True):
+        # The ORM flushes pending changes before a bulk statement, but only inside
+        # invoke_statement(): the stage must see the rows the statement will see.
+        orm_state.session._autoflush()
+    _create_stage(connection, plan)
     connection.execute(delete(stage))  # leftovers of a statement that failed midway
     affected = select(plan.key, *plan.columns)
     if orm_state.statement.whereclause is not None:  # type: ignore[attr-defined]
         affected = affected.where(orm_state.statement.whereclause)  # type: ignore[attr-defined]
+    # Parameters given at execute time (a bindparam() in the WHERE) apply to the stage too.
+    parameters = orm_state.parameters if isinstance(orm_state.parameters, Mapping) else None
     staged = connection.execute(
         insert(stage)
         .from_select([column.name for column in stage.c], affected.with_for_update())
-        .execution_options(preserve_rowcount=True)  # an INSERT's rowcount is kept only so
+        .execution_options(preserve_rowcount=True),  # an INSERT's rowcount is kept only so
+        dict(parameters) if parameters else None,
     ).rowcount
     result = orm_state.invoke_statement()
     matched = getattr(result, "rowcount", -1)
@@ -301,6 +320,29 @@ def run(
         connection.execute(insert(change_table).from_select(list(CHANGE_COLUMNS), query))
         _empty(connection, stage)
     return result
+
+
+def _create_stage(connection: Connection, plan: Plan) -> None:
+    """Create the stage if missing, as a copy of the table's columns (``CREATE ... AS SELECT``).
+
+    Copying the columns keeps their collation and character set (a join or comparison
+    between two collations is an error on MySQL/MariaDB and PostgreSQL).
+    """
+    dialect = connection.dialect
+    columns = [plan.key.label("k"), *(c.label(f"c{i}") for i, c in enumerate(plan.columns))]
+    query = select(*columns).select_from(plan.table)
+    preparer = dialect.identifier_preparer
+    name = preparer.format_table(plan.stage)
+    if dialect.name == "postgresql":
+        body = query.compile(dialect=dialect)
+        sql = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS "
+            f"AS {body} WITH NO DATA"
+        )
+    else:
+        body = query.limit(0).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        sql = f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} AS {body}"
+    connection.exec_driver_sql(sql)
 
 
 def _empty(connection: Connection, stage: Table) -> None:

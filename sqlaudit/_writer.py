@@ -97,15 +97,19 @@ def write(
     config: SQLAuditConfig,
     rows_by_mapper: Mapping[Any, Sequence[ChangeRow]],
     execution_options: Mapping[str, Any] | None = None,
+    bind_arguments: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the rows with one executemany INSERT per connection (usually exactly one).
 
     ``execution_options``: a bulk statement's own ``schema_translate_map``, which the
-    change rows follow as they follow a connection's.
+    change rows follow as they follow a connection's. ``bind_arguments``: a bulk
+    statement's own (an explicit ``bind`` included), so that its change rows go to
+    the connection, and the transaction, the statement ran in.
     """
     connections: dict[int, tuple[Any, list[ChangeRow]]] = {}
     for mapper, rows in rows_by_mapper.items():
-        connection = session.connection(bind_arguments={"mapper": mapper})
+        arguments = dict(bind_arguments) if bind_arguments else {"mapper": mapper}
+        connection = session.connection(bind_arguments=arguments)
         connections.setdefault(id(connection), (connection, []))[1].extend(rows)
     for connection, rows in connections.values():
         _schema.write_changes(connection, config.table, rows, execution_options)

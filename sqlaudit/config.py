@@ -72,9 +72,9 @@ class SQLAuditConfig:
         bulk_in_database: Audit a bulk ``update()``/``delete()`` of integer, string
             and boolean fields inside the database (a temporary table and
             ``INSERT ... SELECT``; no row passes through Python). Turn it off where the
-            database user may not create temporary tables, or behind a pooler that
-            shares connections per transaction; such statements are then audited by
-            reading their rows.
+            database user may not create temporary tables, behind a pooler that
+            shares connections per transaction, or with two-phase commit; such
+            statements are then audited by reading their rows.
 
     Raises:
         InvalidTimeZoneError: ``time_zone`` names no known zone.

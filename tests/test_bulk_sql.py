@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
     Date,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Unicode,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -1108,3 +1110,181 @@ def test_a_statements_own_schema_translate_map_is_followed(audit, in_database):
     finally:
         with audit.engine.begin() as connection:
             connection.exec_driver_sql("DROP SCHEMA IF EXISTS sqlaudit_tenant CASCADE")
+
+
+# Regressions of the review: an explicit bind, pending changes (autoflush), a collation
+# other than the database's, execute-time parameters, padded CHAR and ZEROFILL columns.
+
+both_paths = pytest.mark.parametrize("in_database", [True, False], ids=["in-database", "read"])
+
+
+def declare_scored(base):
+    @track_table(tracked_fields=["name", "score"])
+    class Scored(base):
+        __tablename__ = "scored"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        name: Mapped[str] = mapped_column(String(50))
+        score: Mapped[int]
+
+    return Scored
+
+
+@pytest.fixture
+def Scored(audit):
+    model = declare_scored(audit.base)
+    audit.create_tables()
+    with audit.engine.begin() as connection:
+        connection.execute(
+            insert(model.__table__), [{"id": i, "name": f"n{i}", "score": i} for i in range(1, 5)]
+        )
+    return model
+
+
+def changes_of(model):
+    return sorted(
+        (c.resource_id, c.field_name, c.operation, c.old_value, c.new_value)
+        for c in get_resource_changes(model)
+        if c.operation != "insert"
+    )
+
+
+@both_paths
+def test_pending_insert_is_flushed_before_the_bulk_update_reads(audit, Scored, in_database):
+    """An object added and not yet flushed is updated by the bulk statement and recorded, no error."""
+    audit.configure(bulk_in_database=in_database)
+    with audit.Session() as session:
+        session.add(Scored(id=5, name="n5", score=5))
+        session.execute(update(Scored).values(score=0))
+        session.commit()
+    assert changes_of(Scored) == [(str(i), "score", "update", i, 0) for i in range(1, 6)]
+
+
+@both_paths
+def test_pending_change_is_flushed_before_the_bulk_delete_reads(audit, Scored, in_database):
+    """A bulk delete after an unflushed edit records the edit, then the edited value as the last one."""
+    audit.configure(bulk_in_database=in_database)
+    with audit.Session() as session:
+        session.get(Scored, 1).score = 50
+        session.execute(delete(Scored).where(Scored.id == 1))
+        session.commit()
+    assert changes_of(Scored) == [
+        ("1", "name", "delete", "n1", None),
+        ("1", "score", "delete", 50, None),
+        ("1", "score", "update", 1, 50),
+    ]
+
+
+@both_paths
+def test_pending_changes_that_balance_the_row_count_lose_nothing(audit, Scored, in_database):
+    """A pending edit moving a row out of the WHERE and a pending add moving one in: every row recorded."""
+    audit.configure(bulk_in_database=in_database)
+    with audit.Session() as session:
+        session.get(Scored, 1).score = 50
+        session.add(Scored(id=5, name="n5", score=5))
+        session.execute(update(Scored).where(Scored.score < 10).values(name="z"))
+        session.commit()
+    assert changes_of(Scored) == [
+        ("1", "score", "update", 1, 50),
+        *((str(i), "name", "update", f"n{i}", "z") for i in range(2, 6)),
+    ]
+
+
+@both_paths
+def test_parameters_given_at_execute_time_apply_to_the_audit(audit, Scored, in_database):
+    """`where(Model.id == bindparam("x"))` with `{"x": ...}` at execute time: statement and audit agree."""
+    audit.configure(bulk_in_database=in_database)
+    with audit.Session() as session:
+        session.execute(
+            update(Scored).where(Scored.id == bindparam("x")).values(name="u"), {"x": 2}
+        )
+        assert (
+            session.execute(delete(Scored).where(Scored.id == bindparam("x")), {"x": 3}).rowcount
+            == 1
+        )
+        session.commit()
+    assert changes_of(Scored) == [
+        ("2", "name", "update", "n2", "u"),
+        ("3", "name", "delete", "n3", None),
+        ("3", "score", "delete", 3, None),
+    ]
+
+
+@pytest.mark.backends("sqlite")
+@both_paths
+def test_a_statement_sent_to_another_engine_runs_and_is_recorded_there(
+    audit, tmp_path, in_database
+):
+    """`bind_arguments={"bind": other}`: the statement runs on `other`, its change rows go there too."""
+    audit.configure(bulk_in_database=in_database)
+    Item = declare_value_item(audit.base, String(20))
+    other = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        for engine in (audit.engine, other):
+            audit.base.metadata.create_all(engine)
+            audit.config.table.create(engine, checkfirst=True)
+            with engine.begin() as connection:
+                connection.execute(insert(Item.__table__), [{"id": 1, "value": "orig"}])
+        with audit.Session() as session:
+            session.execute(
+                update(Item).where(Item.id == 1).values(value="changed"),
+                bind_arguments={"bind": other},
+            )
+            session.commit()
+        for engine, value, recorded in ((audit.engine, "orig", []), (other, "changed", [1])):
+            with engine.connect() as connection:
+                assert connection.execute(select(Item.value)).scalar_one() == value
+                rows = connection.execute(select(audit.config.table)).all()
+                assert [1 for row in rows if row.operation == "update"] == recorded
+    finally:
+        other.dispose()
+
+
+@pytest.mark.backends("mariadb")
+@both_paths
+def test_a_string_key_in_a_table_of_another_collation(audit, count_statements, in_database):
+    """A utf8mb4_unicode_ci table (a common default): the stage joins its string key without error."""
+    audit.configure(bulk_in_database=in_database)
+
+    @track_table(tracked_fields=["name"])
+    class Coded(audit.base):
+        __tablename__ = "coded"
+        __table_args__ = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}  # noqa: RUF012
+        code: Mapped[str] = mapped_column(String(10), primary_key=True)
+        name: Mapped[str] = mapped_column(String(20))
+
+    audit.create_tables()
+    with audit.engine.begin() as connection:
+        connection.execute(
+            insert(Coded.__table__), [{"code": "a", "name": "x"}, {"code": "b", "name": "y"}]
+        )
+    with audit.Session() as session:
+        assert (
+            session.execute(update(Coded).where(Coded.code == "a").values(name="X")).rowcount == 1
+        )
+        assert session.execute(delete(Coded).where(Coded.code == "b")).rowcount == 1
+        session.commit()
+    assert bool(stage_statements(count_statements)) is in_database
+    assert changes_of(Coded) == [
+        ("a", "name", "update", "x", "X"),
+        ("b", "name", "delete", "y", None),
+    ]
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_padded_columns_take_the_read_path_and_keep_the_drivers_text(
+    audit, backend, count_statements
+):
+    """CHAR(n) on PostgreSQL (blank-padded) and ZEROFILL integers on MariaDB are recorded as read."""
+    if backend == "postgresql":
+        padded, before, after, stored = CHAR(5), "x", "xy", ("x    ", "xy   ")
+    else:
+        padded, before, after, stored = mysql.INTEGER(zerofill=True), 42, 43, (42, 43)
+    Item = declare_value_item(audit.base, padded)
+    audit.create_tables()
+    with audit.engine.begin() as connection:
+        connection.execute(insert(Item.__table__), [{"id": 1, "value": before}])
+    with audit.Session() as session:
+        session.execute(update(Item).values(value=after))
+        session.commit()
+    assert stage_statements(count_statements) == []
+    assert value_history(Item) == [("update", "1", *stored)]
