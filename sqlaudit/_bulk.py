@@ -10,6 +10,7 @@ transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -316,5 +317,8 @@ def _keep_rowcount(result: Result[Any], count: int) -> None:
     ``rowcount``; the caller asked for a statement without RETURNING and may read
     it. Every matched row was returned, so their number is that rowcount.
     """
-    if not hasattr(result, "rowcount"):
-        setattr(result, "rowcount", count)  # noqa: B010 - not a declared attribute
+    if getattr(result, "rowcount", None) != count:
+        # A row-only result has none; a cursor result may report 0 once its RETURNING
+        # rows are fetched (SQLite).
+        with contextlib.suppress(AttributeError):  # read-only: nothing better to offer
+            setattr(result, "rowcount", count)  # noqa: B010 - not always a declared attribute

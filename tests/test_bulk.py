@@ -216,6 +216,16 @@ def test_bulk_statements_keep_their_rowcount(audit, Player, bulk_path):
     assert len([row for row in updates(Player) if row[0] == "delete"]) == 4
 
 
+def test_core_statements_keep_their_rowcount(audit, Player, bulk_path):
+    """A Core update()/delete() on the tracked Table through a Session keeps its rowcount too."""
+    table = Player.__table__
+    with audit.Session() as session:
+        assert session.execute(update(table).where(table.c.id > 1).values(score=0)).rowcount == 2
+        assert session.execute(delete(table).where(table.c.id == 3)).rowcount == 1
+        session.commit()
+    assert len(updates(Player)) == 4  # two updates of score, the delete's name and score
+
+
 def test_statement_with_its_own_returning_is_audited_and_returns_its_rows(audit, Player, backend):
     """An update/delete with a RETURNING of its own gives the caller exactly those rows, and is audited."""
     if backend == "mariadb":
