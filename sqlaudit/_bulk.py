@@ -182,9 +182,8 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     bind = orm_state.bind_arguments
     options = orm_state.execution_options
     # The statement's own schema_translate_map applies to the reads (and the writes).
-    translate = {
-        key: options[key] for key in ("schema_translate_map",) if options.get(key) is not None
-    }
+    schema_map = options.get("schema_translate_map")
+    translate = {"schema_translate_map": schema_map} if schema_map is not None else {}
 
     def fetch(
         queries: list[Any], params: Mapping[str, Any] | None = None

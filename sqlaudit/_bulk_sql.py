@@ -243,9 +243,11 @@ _stages: WeakKeyDictionary[Table, dict[tuple[Any, ...], Table]] = WeakKeyDiction
 def _stage(
     table: Table, key: Column[Any], columns: Sequence[Column[Any]], dialect: Dialect
 ) -> Table:
-    """Return the temporary stage table for these columns of ``table`` (declared once).
+    """Return the stage table for these columns of ``table`` (declared once).
 
-    Its name is derived from the table, the columns and their types as the database
+    The declaration only names the stage and its columns for the statements that
+    use it; :func:`_create_stage` creates it as a copy of the table's columns. Its
+    name is derived from the table, the columns and their types as the database
     spells them: a stage left on a pooled connection by another table of the same
     name is only reused when it has exactly the same columns.
     """
@@ -262,11 +264,6 @@ def _stage(
             MetaData(),
             Column("k", key.type),
             *(Column(f"c{i}", column.type) for i, column in enumerate(columns)),
-            prefixes=["TEMPORARY"],
-            # Emptied at commit (no dead rows pile up in a table autovacuum never visits).
-            postgresql_on_commit="DELETE ROWS",
-            # Whatever the database's default, hold any text the table holds.
-            mysql_charset="utf8mb4",
         )
         by_columns[cache_key] = stage
     return stage
@@ -334,6 +331,7 @@ def _create_stage(connection: Connection, plan: Plan) -> None:
     preparer = dialect.identifier_preparer
     name = preparer.format_table(plan.stage)
     if dialect.name == "postgresql":
+        # Emptied at every commit: no dead rows pile up in a table autovacuum never visits.
         body = query.compile(dialect=dialect)
         sql = (
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS "
@@ -410,7 +408,8 @@ def _changes(
 def _comparable(encoded: ColumnElement[Any], dialect_name: str) -> ColumnElement[Any]:
     """Compare encoded values byte for byte, as Python compares them, whatever the collation."""
     if dialect_name in ("mysql", "mariadb"):
-        # The stage is utf8mb4 and the table may be latin1: same characters, other bytes.
+        # The 'str:' tag is in the connection's charset, the value in the column's:
+        # compare both sides as utf8mb4 bytes, whatever mix CONCAT makes of them.
         return cast(cast(encoded, mysql.CHAR(charset="utf8mb4")), LargeBinary())
     if dialect_name == "postgresql":
         return collate(encoded, "C")
