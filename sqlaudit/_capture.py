@@ -7,7 +7,7 @@ from the session; everything here can be tested without a database.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,8 +43,14 @@ class FlushStamp:
     extra: Mapping[str, Any] | None = None
 
 
+Equals = Callable[[Any, Any], bool]
+
+
 def changed_fields(
-    fields: Iterable[str], committed: Mapping[str, Any], current: Mapping[str, Any]
+    fields: Iterable[str],
+    committed: Mapping[str, Any],
+    current: Mapping[str, Any],
+    equals: Mapping[str, Equals] | None = None,
 ) -> dict[str, Any]:
     """Return ``{field: old value}`` for each field whose value really changed.
 
@@ -54,26 +60,36 @@ def changed_fields(
     loaded (``NO_VALUE``) reads as ``None`` here; the hooks read it from the database.
     A field missing from ``current`` was expired by the flush (a SQL expression): it
     counts as changed, and its new value is read after the flush.
+
+    ``equals`` gives, per field, the column type's own comparator
+    (``TypeEngine.compare_values``), the one SQLAlchemy uses to decide whether the
+    flush sends the column at all: a value its comparator calls equal is never
+    written, so it records nothing (``True`` assigned to an ``Integer`` holding 1).
     """
     old: dict[str, Any] = {}
+    comparators = equals or {}
     for name in fields:
         if name not in committed:
             continue
         previous = committed[name]
         if previous is NO_VALUE:
             old[name] = None
-        elif name not in current or not _equal(previous, current[name]):
+        elif name not in current or not _same(
+            comparators.get(name, _equal), previous, current[name]
+        ):
             old[name] = previous
     return old
 
 
 def _equal(a: Any, b: Any) -> bool:
+    return bool(a == b)
+
+
+def _same(equals: Equals, a: Any, b: Any) -> bool:
     if a is b:
         return True
-    if type(a) is not type(b) and (isinstance(a, bool) or isinstance(b, bool)):
-        return False
     try:
-        return bool(a == b)
+        return bool(equals(a, b))
     except Exception:  # an exotic __eq__ (arrays, say): treat as changed
         return False
 
@@ -93,28 +109,33 @@ def change_rows(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     stamp: FlushStamp,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[ChangeRow]:
     """Build the change-table rows for one resource in one flush.
 
     - insert: one row per tracked field that has a value (``new``);
-    - update: one row per field in ``old`` whose value really changed;
+    - update: one row per field in ``old`` whose stored encoding changed (so that
+      ``{"k": 1}`` and ``{"k": True}`` differ, as they do in the database, though
+      Python's ``==`` calls them equal);
     - delete: one row per tracked field, with its last value (``old``).
+
+    ``extra``: context for these rows only, merged over the stamp's.
     """
-    if operation is Operation.INSERT:
-        pairs = [(name, None, new[name]) for name in tracked.fields if new.get(name) is not None]
-    elif operation is Operation.UPDATE:
-        pairs = [
-            (name, value, new.get(name))
-            for name, value in old.items()
-            if not _equal(value, new.get(name))
-        ]
-    else:
-        pairs = [(name, old.get(name), None) for name in tracked.fields]
     encode = _codec.encode
+    if operation is Operation.INSERT:
+        pairs = [
+            (name, None, encode(new[name])) for name in tracked.fields if new.get(name) is not None
+        ]
+    elif operation is Operation.UPDATE:
+        pairs = []
+        for name, value in old.items():
+            before, after = encode(value), encode(new.get(name))
+            if before != after:
+                pairs.append((name, before, after))
+    else:
+        pairs = [(name, encode(old.get(name)), None) for name in tracked.fields]
     head = (stamp.transaction_id, tracked.table_name, tracked.table_label, resource_id)
-    tail = (stamp.changed_by, stamp.changed_at, stamp.extra)
+    context = stamp.extra if extra is None else {**(stamp.extra or {}), **extra}
+    tail = (stamp.changed_by, stamp.changed_at, context)
     op = operation.value
-    return [
-        (*head, name, op, encode(old_value), encode(new_value), *tail)
-        for name, old_value, new_value in pairs
-    ]
+    return [(*head, name, op, old_value, new_value, *tail) for name, old_value, new_value in pairs]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -31,6 +31,9 @@ class TrackedModel:
     resource_id_field: str | None
     enum_hints: Mapping[str, type[enum.Enum]]
     primary_key_types: tuple[type[Any] | None, ...]
+    # Per field, the column type's own comparator (what decides whether the flush
+    # writes the column); a field without one compares with ==.
+    equals: Mapping[str, Callable[[Any, Any], bool]] = field(default_factory=dict)
 
     def resource_id(self, obj: Any, identity: tuple[Any, ...] | None) -> str:
         """Return the stored resource id of ``obj`` (``identity``: its primary key, if known)."""

@@ -132,6 +132,7 @@ def _build(
         resource_id_field=resource_id_field,
         enum_hints=enum_hints,
         primary_key_types=tuple(_python_type(column.type) for column in mapper.primary_key),
+        equals={name: mapper.columns[name].type.compare_values for name in fields},
     )
 
 

@@ -126,7 +126,10 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
             return (
                 len(before) > 0
                 or any(lookup(type(obj)) is not None for obj in session.new)
-                or any(changed_fields(t.fields, s.committed_state, s.dict) for s, t in dirty)
+                or any(
+                    changed_fields(t.fields, s.committed_state, s.dict, t.equals)
+                    for s, t in dirty
+                )
             )
 
         capture = _FlushCapture(resolve(session, models, changes_anything))
@@ -214,7 +217,7 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
         snapshot = before.get(id(obj))
         if not committed and snapshot is None:
             continue
-        old = changed_fields(tracked.fields, committed, state.dict)
+        old = changed_fields(tracked.fields, committed, state.dict, tracked.equals)
         if snapshot is not None:
             # Old values only the snapshot knows: SQL expressions (expired by the
             # flush, history and all) and values read from the database.

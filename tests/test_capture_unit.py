@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
+from sqlalchemy import Integer
 from sqlalchemy.orm.base import NO_VALUE
 
 from sqlaudit import FallbackEncodingWarning, _capture, _codec
@@ -88,9 +89,32 @@ def test_changed_fields_reads_only_the_fields_it_is_given():
     assert changed_fields(["name"], committed, {"name": "b", "secret": "y"}) == {"name": "a"}
 
 
-def test_changed_fields_treats_true_and_one_as_different():
-    """A bool replaced by an equal int (True -> 1) is a change of type, so it counts."""
-    assert changed_fields(["flag"], {"flag": True}, {"flag": 1}) == {"flag": True}
+def test_changed_fields_uses_the_column_types_comparator():
+    """True assigned to an Integer holding 1 is no change: the flush sends no UPDATE for it."""
+    equals = {"count": Integer().compare_values}
+    assert changed_fields(["count"], {"count": 1}, {"count": True}, equals) == {}
+    assert changed_fields(["count"], {"count": 1}, {"count": 2}, equals) == {"count": 1}
+
+
+def test_changed_fields_treats_a_failing_comparator_as_a_change():
+    """A comparator that raises (an array's ambiguous truth, say) counts as changed, never lost."""
+
+    def broken(a, b):
+        raise ValueError("ambiguous")
+
+    assert changed_fields(["v"], {"v": 1}, {"v": 1.5}, {"v": broken}) == {"v": 1}
+
+
+def test_change_rows_update_compares_stored_encodings():
+    """{"k": 1} -> {"k": True} is recorded: Python's == says equal, the stored JSON differs."""
+    rows = change_rows(
+        TRACKED, Operation.UPDATE, "5", {"name": {"k": 1}}, {"name": {"k": True}}, STAMP
+    )
+    assert decoded(rows) == [("name", {"k": 1}, {"k": True})]
+    assert (
+        change_rows(TRACKED, Operation.UPDATE, "5", {"name": {"k": 1}}, {"name": {"k": 1}}, STAMP)
+        == []
+    )
 
 
 def test_change_rows_insert_records_every_tracked_field_with_a_value():
