@@ -47,6 +47,7 @@ from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
 from sqlaudit.exceptions import SQLAuditError as SQLAuditError
 from sqlaudit.exceptions import SQLAuditWarning as SQLAuditWarning
 from sqlaudit.exceptions import TrackingError as TrackingError
+from sqlaudit.exceptions import UnauditedWriteError as UnauditedWriteError
 from sqlaudit.exceptions import UntrackedModelError as UntrackedModelError
 from sqlaudit.exceptions import UserRequiredError as UserRequiredError
 from sqlaudit.hooks import register_hooks as register_hooks
@@ -75,6 +76,7 @@ __all__ = [
     "SQLAuditError",
     "SQLAuditWarning",
     "TrackingError",
+    "UnauditedWriteError",
     "UntrackedModelError",
     "UserRequiredError",
     "audit_context",

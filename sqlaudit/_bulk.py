@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Result
-from sqlalchemy.orm import Mapper, ORMExecuteState
+from sqlalchemy.orm import ColumnProperty, Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import Delete, Update
 
-from sqlaudit import _bulk_sql, _registry
+from sqlaudit import _bulk_sql, _guard, _registry
 from sqlaudit._capture import ChangeRow, Operation, change_rows
 from sqlaudit._registry import TrackedModel
 from sqlaudit._writer import resolve, write
@@ -31,10 +31,12 @@ __all__ = [
     "assigned_fields",
     "columns",
     "do_orm_execute",
+    "is_upsert",
     "keys_from_parameters",
     "rows_by_key",
     "select_affected",
     "select_by_keys",
+    "set_clause_keys",
 ]
 
 # Primary keys per "IN" list: well under SQLite's bound-parameter limit.
@@ -42,27 +44,78 @@ _CHUNK = 5000
 
 
 def assigned_fields(
-    mapper: Mapper[Any], statement: Update, parameters: Sequence[Mapping[str, Any]] | None
+    mapper: Mapper[Any],
+    tracked: TrackedModel,
+    statement: Update,
+    parameters: Sequence[Mapping[str, Any]],
 ) -> set[str]:
-    """Return the attribute names a bulk UPDATE assigns (from ``values()`` or its parameters)."""
+    """Return the attribute names a bulk UPDATE may assign.
+
+    They come from its ``values()`` and from the parameters given at execute time
+    (a list of rows by primary key, or one dict whose column keys become the SET
+    clause), each key named by attribute, column key or column.
+
+    Raises:
+        BulkStatementError: a SET key names nothing sqlaudit can map to a column, so
+            it cannot tell what the statement changes (refused before it runs).
+    """
     names: set[str] = set()
-    for key in getattr(statement, "_values", None) or ():
-        names.add(_attribute_key(mapper, key))
-    for key in getattr(statement, "_ordered_values", None) or ():
-        names.add(_attribute_key(mapper, key[0]))
-    for params in parameters or ():
-        names.update(_attribute_key(mapper, key) for key in params)
+    for key in set_clause_keys(statement):
+        name = _attribute_key(mapper, key)
+        if name is None:
+            if _foreign_column(mapper, key):
+                continue  # a multi-table UPDATE's SET of another table's column
+            raise BulkStatementError(
+                f"A bulk update of {tracked.model.__name__} sets {key!r}, which sqlaudit "
+                f"cannot map to a column of {tracked.table_name}, so it cannot tell what "
+                "the statement changes. Name the column by its attribute "
+                f"({tracked.model.__name__}.<attribute>) or its Column object."
+            )
+        names.add(name)
+    for params in parameters:
+        for key in params:
+            # A key naming no column is a bound parameter of the WHERE clause.
+            name = _attribute_key(mapper, key)
+            if name is not None:
+                names.add(name)
     return names
 
 
-def _attribute_key(mapper: Mapper[Any], key: Any) -> str:
+def set_clause_keys(statement: Update) -> list[Any]:
+    """Return the keys of an UPDATE's ``values()`` (names, columns or attributes).
+
+    SQLAlchemy has no public accessor for a statement's SET clause, so this reads
+    the two attributes ``values()`` and ``ordered_values()`` fill; it is the one
+    place that does, and tests/test_fail_closed.py checks it against the compiled
+    SQL so that a change in SQLAlchemy breaks a test rather than losing changes.
+    """
+    keys: list[Any] = list(getattr(statement, "_values", None) or ())
+    keys.extend(key for key, _ in getattr(statement, "_ordered_values", None) or ())
+    return keys
+
+
+def _attribute_key(mapper: Mapper[Any], key: Any) -> str | None:
+    """Return the mapped attribute a SET key names, or ``None`` when it names none."""
+    table = mapper.local_table
     if isinstance(key, str):
-        return key
-    column = getattr(key, "expression", key)
+        if key in mapper.attrs and isinstance(mapper.attrs[key], ColumnProperty):
+            return key
+        column = getattr(table, "c", {}).get(key)
+        if column is None:
+            return None
+        key = column
+    column = getattr(key, "expression", key)  # an instrumented attribute's column
     try:
         return str(mapper.get_property_by_column(column).key)
-    except Exception:  # not a mapped column (a literal key, say): keep its name
-        return str(getattr(key, "key", key))
+    except Exception:  # not a column of this mapper
+        return None
+
+
+def _foreign_column(mapper: Mapper[Any], key: Any) -> bool:
+    """Tell a column of another table (a multi-table UPDATE's SET) from an unknown key."""
+    column = getattr(key, "expression", key)
+    table = getattr(column, "table", None)
+    return table is not None and table not in mapper.tables
 
 
 def columns(mapper: Mapper[Any], names: Iterable[str]) -> list[Any]:
@@ -157,11 +210,50 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         tracked = _registry.lookup(mapper.class_)
         if tracked is None:
             return None
+    invoke = _Invoke(orm_state)
+    try:
+        return _audit(orm_state, statement, mapper, tracked, invoke)
+    except BaseException as error:
+        if invoke.ran:
+            # The caller's statement changed rows whose change rows were not written:
+            # that transaction must not commit, even if the caller catches this.
+            _guard.poison(orm_state.session, error)
+        raise
+
+
+class _Invoke:
+    """Runs the caller's statement, remembering that it ran."""
+
+    __slots__ = ("orm_state", "ran")
+
+    def __init__(self, orm_state: ORMExecuteState) -> None:
+        self.orm_state = orm_state
+        self.ran = False
+
+    def __call__(self, statement: Any = None) -> Result[Any]:
+        if statement is None:
+            result: Result[Any] = self.orm_state.invoke_statement()
+        else:
+            result = self.orm_state.invoke_statement(statement=statement)
+        self.ran = True
+        return result
+
+
+def _audit(
+    orm_state: ORMExecuteState,
+    statement: Any,
+    mapper: Mapper[Any],
+    tracked: TrackedModel,
+    invoke: _Invoke,
+) -> Result[Any] | None:
     session = orm_state.session
+    if orm_state.is_insert:
+        _refuse_upsert(tracked, statement)
     raw = orm_state.parameters
     parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
+    single = [raw] if isinstance(raw, Mapping) and raw else []
     if orm_state.is_update:
-        assigned = assigned_fields(mapper, statement, parameters)
+        assigned = assigned_fields(mapper, tracked, statement, parameters or single)
         moved = [name for name in tracked.primary_key if name in assigned and not parameters]
         if moved:
             raise BulkStatementError(
@@ -181,6 +273,8 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     key_size = len(tracked.primary_key)
     bind = orm_state.bind_arguments
     options = orm_state.execution_options
+    connection = session.connection(bind_arguments=dict(bind))  # it pops 'bind' from its dict
+    _guard.refuse_autocommit(connection, options, [tracked.model])
     # The statement's own schema_translate_map applies to the reads (and the writes).
     schema_map = options.get("schema_translate_map")
     translate = {"schema_translate_map": schema_map} if schema_map is not None else {}
@@ -201,13 +295,12 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         # The statement's own result is handed back with its rows read (a statement
         # without RETURNING of its own has none the caller expects); rowcount stays.
         returned = columns(mapper, [*tracked.primary_key, *read])
-        result = orm_state.invoke_statement(statement=statement.returning(*returned))
+        result = invoke(statement.returning(*returned))
         rows = result.all()
         _keep_rowcount(result, len(rows))
         return result, rows_by_key(rows, key_size, read)
 
     if not parameters and operation is not Operation.INSERT:
-        connection = session.connection(bind_arguments=dict(bind))  # it pops 'bind' from its dict
         plan = _bulk_sql.plan(
             mapper, tracked, statement, fields, connection, author.config, options
         )
@@ -218,7 +311,8 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
                 operation,
                 tracked,
                 plan,
-                lambda: author.stamp(session),
+                invoke,
+                lambda: author.stamp(session, connection),
                 author.config.table,
             )
     dialect = session.get_bind(**bind).dialect
@@ -230,12 +324,12 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     old: dict[tuple[Any, ...], dict[str, Any]] = {}
     new: dict[tuple[Any, ...], dict[str, Any]] = {}
     if operation is Operation.INSERT:
-        result, keys = _invoke_insert(orm_state, statement, mapper, tracked, parameters)
+        result, keys = _invoke_insert(orm_state, invoke, statement, mapper, tracked, parameters)
         new = fetch(select_by_keys(mapper, tracked, read, keys, lock=False))
     elif parameters:  # UPDATE by primary key: an executemany, read before and after
         keys = keys_from_parameters(tracked, parameters)
         old = fetch(select_by_keys(mapper, tracked, read, keys, lock=True))
-        result = orm_state.invoke_statement()
+        result = invoke()
         new = fetch(select_by_keys(mapper, tracked, read, list(old), lock=False))
         keys = list(old)
     elif operation is Operation.DELETE and dialect.delete_returning and not own_returning:
@@ -243,19 +337,19 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         keys = list(old)
     else:
         # Parameters given at execute time (a bindparam() in the WHERE) apply to the read.
-        single = dict(raw) if isinstance(raw, Mapping) and raw else None
-        old = fetch([select_affected(mapper, tracked, statement, read)], single)
+        where_params = dict(raw) if isinstance(raw, Mapping) and raw else None
+        old = fetch([select_affected(mapper, tracked, statement, read)], where_params)
         if operation is Operation.DELETE:
-            result = orm_state.invoke_statement()
+            result = invoke()
         elif dialect.update_returning and not own_returning:
             result, new = invoke_returning()  # UPDATE ... RETURNING gives the new values
         else:
-            result = orm_state.invoke_statement()
+            result = invoke()
             new = fetch(select_by_keys(mapper, tracked, read, list(old), lock=False))
         # A row the UPDATE matched that the read did not (inserted meanwhile by another
         # transaction) is still recorded, with no old value, rather than lost.
         keys = list(old) + [key for key in new if key not in old]
-    stamp = author.stamp(session)
+    stamp = author.stamp(session, connection)
     rows: list[ChangeRow] = []
     for key in keys:
         before, after = old.get(key, {}), new.get(key, {})
@@ -271,6 +365,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
 
 def _invoke_insert(
     orm_state: ORMExecuteState,
+    invoke: _Invoke,
     statement: Any,
     mapper: Any,
     tracked: TrackedModel,
@@ -280,10 +375,10 @@ def _invoke_insert(
     if parameters and all(
         all(name in params for name in tracked.primary_key) for params in parameters
     ):
-        return orm_state.invoke_statement(), keys_from_parameters(tracked, parameters)
+        return invoke(), keys_from_parameters(tracked, parameters)
     if not parameters and statement.select is None and not statement._multi_values:
         # One row: the caller's result stays whole, inserted_primary_key included.
-        result = orm_state.invoke_statement()
+        result = invoke()
         key = tuple(result.inserted_primary_key or ())  # type: ignore[attr-defined]
         if len(key) == len(tracked.primary_key) and None not in key:
             return result, [key]
@@ -303,7 +398,7 @@ def _invoke_insert(
             f"({', '.join(tracked.primary_key)}) or use session.add_all()."
         )
     pk_columns = columns(mapper, tracked.primary_key)
-    result = orm_state.invoke_statement(statement=statement.returning(*pk_columns))
+    result = invoke(statement.returning(*pk_columns))
     rows = result.all()
     _keep_rowcount(result, len(rows))
     return result, [tuple(row) for row in rows]
@@ -321,3 +416,43 @@ def _keep_rowcount(result: Result[Any], count: int) -> None:
         # rows are fetched (SQLite).
         with contextlib.suppress(AttributeError):  # read-only: nothing better to offer
             setattr(result, "rowcount", count)  # noqa: B010 - not always a declared attribute
+
+
+# Prefix words that make an INSERT skip or replace existing rows.
+_UPSERT_PREFIXES = frozenset({"IGNORE", "OR", "REPLACE"})
+
+
+def is_upsert(statement: Any) -> bool:
+    """Tell an INSERT that may update or skip existing rows from a plain one.
+
+    ``ON CONFLICT`` (PostgreSQL, SQLite) and ``ON DUPLICATE KEY UPDATE`` (MySQL,
+    MariaDB) live in the clause the dialects' ``Insert`` renders after its values;
+    ``INSERT IGNORE`` / ``INSERT OR ...`` are prefixes. SQLAlchemy has no public
+    accessor for either, so this is the one place that reads them, and
+    tests/test_fail_closed.py checks it against the compiled SQL of each form.
+    """
+    if getattr(statement, "_post_values_clause", None) is not None:
+        return True
+    for prefix, _dialect in getattr(statement, "_prefixes", ()):
+        if _UPSERT_PREFIXES.intersection(str(prefix).upper().split()):
+            return True
+    return False
+
+
+def _refuse_upsert(tracked: TrackedModel, statement: Any) -> None:
+    """Refuse an upsert of a tracked model, before it runs.
+
+    Recording it as an insert would lose the values it overwrites and forge rows
+    for the rows it skips.
+
+    Raises:
+        BulkStatementError: the statement is an upsert.
+    """
+    if is_upsert(statement):
+        raise BulkStatementError(
+            f"sqlaudit cannot audit an upsert of {tracked.model.__name__} (ON CONFLICT, ON "
+            "DUPLICATE KEY UPDATE, INSERT IGNORE, INSERT OR ...): it cannot tell which rows "
+            "it inserts, which it overwrites and which it leaves alone. Read the existing "
+            "rows, update those through the Session and insert the others (or use "
+            "session.merge())."
+        )

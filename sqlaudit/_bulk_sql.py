@@ -187,9 +187,6 @@ def plan(
         "schema_translate_map"
     ):
         return None  # a temporary table cannot be moved to another schema
-    if _autocommit(connection, execution_options):
-        # No transaction holds the lock or the stage from one statement to the next.
-        return None
     table = mapper.local_table
     if (
         not isinstance(table, Table)
@@ -230,13 +227,6 @@ def plan(
     )
 
 
-def _autocommit(connection: Connection, execution_options: Mapping[str, Any]) -> bool:
-    if execution_options.get("isolation_level") == "AUTOCOMMIT":
-        return True
-    check = getattr(connection, "_is_autocommit_isolation", None)
-    return bool(check()) if check is not None else False
-
-
 _stages: WeakKeyDictionary[Table, dict[tuple[Any, ...], Table]] = WeakKeyDictionary()
 
 
@@ -275,6 +265,7 @@ def run(
     operation: Operation,
     tracked: TrackedModel,
     plan: Plan,
+    invoke: Callable[[], Result[Any]],
     stamp: Callable[[], FlushStamp],
     change_table: Table,
 ) -> Result[Any]:
@@ -302,7 +293,7 @@ def run(
         .execution_options(preserve_rowcount=True),  # an INSERT's rowcount is kept only so
         dict(parameters) if parameters else None,
     ).rowcount
-    result = orm_state.invoke_statement()
+    result = invoke()
     matched = getattr(result, "rowcount", -1)
     if isinstance(matched, int) and matched > staged:
         _empty(connection, stage)

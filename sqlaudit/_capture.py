@@ -109,7 +109,6 @@ def change_rows(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     stamp: FlushStamp,
-    extra: Mapping[str, Any] | None = None,
 ) -> list[ChangeRow]:
     """Build the change-table rows for one resource in one flush.
 
@@ -118,10 +117,9 @@ def change_rows(
       ``{"k": 1}`` and ``{"k": True}`` differ, as they do in the database, though
       Python's ``==`` calls them equal);
     - delete: one row per tracked field, with its last value (``old``).
-
-    ``extra``: context for these rows only, merged over the stamp's.
     """
     encode = _codec.encode
+    pairs: list[tuple[str, str | None, str | None]]
     if operation is Operation.INSERT:
         pairs = [
             (name, None, encode(new[name])) for name in tracked.fields if new.get(name) is not None
@@ -135,7 +133,6 @@ def change_rows(
     else:
         pairs = [(name, encode(old.get(name)), None) for name in tracked.fields]
     head = (stamp.transaction_id, tracked.table_name, tracked.table_label, resource_id)
-    context = stamp.extra if extra is None else {**(stamp.extra or {}), **extra}
-    tail = (stamp.changed_by, stamp.changed_at, context)
+    tail = (stamp.changed_by, stamp.changed_at, stamp.extra)
     op = operation.value
     return [(*head, name, op, old_value, new_value, *tail) for name, old_value, new_value in pairs]

@@ -16,6 +16,8 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import inspect as sa_inspect
 
+from sqlaudit.exceptions import UnauditedWriteError
+
 __all__ = ["TrackedModel", "encode_resource_id", "lookup", "register", "reset", "unregister"]
 
 
@@ -35,19 +37,37 @@ class TrackedModel:
     # writes the column); a field without one compares with ==.
     equals: Mapping[str, Callable[[Any, Any], bool]] = field(default_factory=dict)
 
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """Return the attributes the resource id is made of."""
+        if self.resource_id_field is not None:
+            return (self.resource_id_field,)
+        return self.primary_key
+
     def resource_id(self, obj: Any, identity: tuple[Any, ...] | None) -> str:
         """Return the stored resource id of ``obj`` (``identity``: its primary key, if known)."""
         if self.resource_id_field is not None:
-            return encode_resource_id((getattr(obj, self.resource_id_field),))
+            return self._encode((getattr(obj, self.resource_id_field),))
         if identity is None:
             identity = tuple(getattr(obj, key) for key in self.primary_key)
-        return encode_resource_id(identity)
+        return self._encode(identity)
 
     def resource_id_of(self, key: tuple[Any, ...], values: Mapping[str, Any]) -> str:
         """Return the stored resource id of a row given its primary key and column values."""
         if self.resource_id_field is not None:
-            return encode_resource_id((values[self.resource_id_field],))
-        return encode_resource_id(key)
+            return self._encode((values[self.resource_id_field],))
+        return self._encode(key)
+
+    def _encode(self, values: tuple[Any, ...]) -> str:
+        if None in values:
+            name = ", ".join(self.key_fields)
+            raise UnauditedWriteError(
+                f"A change to {self.model.__name__} cannot be recorded: its resource id "
+                f"({self.model.__name__}.{name}) is None, and a change with no resource "
+                f"id could never be found again. Give {name} a value before the flush, "
+                "or make it NOT NULL."
+            )
+        return encode_resource_id(values)
 
 
 def encode_resource_id(values: tuple[Any, ...]) -> str:
@@ -73,10 +93,21 @@ _tracked: WeakKeyDictionary[type[Any], TrackedModel] = WeakKeyDictionary()
 _resolved: WeakKeyDictionary[type[Any], TrackedModel | None] = WeakKeyDictionary()
 
 
+# Called with each newly registered class (the hooks listen on its mapper).
+on_register: list[Callable[[type[Any]], None]] = []
+
+
 def register(tracked: TrackedModel) -> None:
     """Track ``tracked.model`` (replacing an earlier registration of the same class)."""
     _tracked[tracked.model] = tracked
     _resolved.clear()
+    for callback in list(on_register):
+        callback(tracked.model)
+
+
+def models() -> list[type[Any]]:
+    """Return every class registered with ``@track_table``."""
+    return list(_tracked.keys())
 
 
 def unregister(model: type[Any]) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from sqlaudit import _clock, _schema
@@ -34,15 +34,19 @@ class Author:
 
     config: SQLAuditConfig
     changed_by: str | None
-    changed_at: datetime
     extra: dict[str, Any] | None
 
-    def stamp(self, session: Session) -> FlushStamp:
-        """Return what every row this author writes in ``session`` shares."""
+    def stamp(self, session: Session, connection: Connection) -> FlushStamp:
+        """Return what every row this author writes now, on ``connection``, shares.
+
+        The time is taken here, when the rows are about to be written (after the
+        statements they describe ran, and any lock they waited for was granted),
+        not when the flush began.
+        """
         return FlushStamp(
-            transaction_id=_transaction_id(session),
+            transaction_id=_transaction_id(session, connection),
             changed_by=self.changed_by,
-            changed_at=self.changed_at,
+            changed_at=_clock.utc_now(),
             extra=self.extra,
         )
 
@@ -75,20 +79,30 @@ def resolve(
             "the work in audit_context(user_id=...), set_session_context(session, "
             "user_id=...), or make get_user_id_callback return the user."
         )
-    return Author(config, changed_by, _clock.utc_now(), context.stored_extra())
+    return Author(config, changed_by, context.stored_extra())
 
 
-def _transaction_id(session: Session) -> str:
-    """Return the id shared by every change row of the session's current transaction."""
+def _transaction_id(session: Session, connection: Connection) -> str:
+    """Return the id shared by every change row of one database transaction.
+
+    The database transaction is the connection's outermost one: a session joined
+    to a connection that already has a transaction (``join_transaction_mode``)
+    begins a new session transaction at each ``commit()`` while the database
+    transaction goes on, and all of its rows share one id.
+    """
     root = session.get_transaction()
     current = session.info.get(_TRANSACTION_KEY)
     if current is not None and current[0] is root:
-        transaction_id: str = current[1]
-        return transaction_id
-    transaction_id = str(uuid.uuid4())
-    # The transaction object itself is kept (not its id()), so a later transaction
-    # can never be mistaken for it.
-    session.info[_TRANSACTION_KEY] = (root, transaction_id)
+        same: str = current[2]
+        return same
+    database = connection.get_transaction()
+    if current is not None and database is not None and current[1] is database:
+        transaction_id: str = current[2]
+    else:
+        transaction_id = str(uuid.uuid4())
+    # The transaction objects themselves are kept (not their id()), so a later
+    # transaction can never be mistaken for them.
+    session.info[_TRANSACTION_KEY] = (root, database, transaction_id)
     return transaction_id
 
 

@@ -15,6 +15,7 @@ exceptions keeps working::
     ├── TrackingError (ValueError)             @track_table given a bad field or class
     ├── UntrackedModelError (ValueError)       a model that is not tracked
     ├── BulkStatementError (ValueError)        a bulk statement whose rows cannot be audited
+    ├── UnauditedWriteError (RuntimeError)     a tracked write that cannot commit with its rows
     ├── FilterError (ValueError)               a retrieval filter that cannot match
     └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
 
@@ -42,6 +43,7 @@ __all__ = [
     "SQLAuditError",
     "SQLAuditWarning",
     "TrackingError",
+    "UnauditedWriteError",
     "UntrackedModelError",
     "UserRequiredError",
 ]
@@ -144,12 +146,29 @@ class UntrackedModelError(SQLAuditError, ValueError):
 
 
 class BulkStatementError(SQLAuditError, ValueError):
-    """A bulk statement on a tracked model whose affected rows sqlaudit cannot identify.
+    """A statement on a tracked model whose changes sqlaudit cannot establish.
 
-    Raised before the statement runs, so nothing commits without its audit rows.
+    Usually raised before the statement runs (an upsert, an ``INSERT ... SELECT``,
+    a legacy ``bulk_*`` method), so nothing commits without its audit rows. When
+    it is raised after the statement ran (rows another transaction inserted in
+    between), the session's transaction can no longer commit: roll it back.
 
     Example:
         >>> isinstance(BulkStatementError("x"), ValueError)
+        True
+    """
+
+
+class UnauditedWriteError(SQLAuditError, RuntimeError):
+    """A tracked write that cannot commit together with its change rows.
+
+    Raised before a tracked write on an ``AUTOCOMMIT`` connection (each statement
+    would commit on its own, before its change rows exist), and by ``commit()``
+    after a statement ran but its change rows could not be written: that
+    transaction must be rolled back.
+
+    Example:
+        >>> isinstance(UnauditedWriteError("x"), RuntimeError)
         True
     """
 

@@ -29,21 +29,24 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+from weakref import WeakSet
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import InstanceState, Session, UOWTransaction
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
-from sqlaudit import _bulk, _registry
-from sqlaudit._capture import ChangeRow, Operation, change_rows, changed_fields
+from sqlaudit import _bulk, _guard, _registry
+from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit._writer import Author, resolve, write
 from sqlaudit.context import auditing_disabled
+from sqlaudit.exceptions import UnauditedWriteError
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
@@ -62,6 +65,7 @@ class _Pending:
     old: dict[str, Any]
     resource_id: str | None  # None for inserts until the key exists
     missing: list[str] = field(default_factory=list)  # old values still to be read
+    keyed: bool = False  # an update that assigned the key: it may have moved the resource
 
 
 @dataclass(slots=True)
@@ -127,16 +131,35 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
                 len(before) > 0
                 or any(lookup(type(obj)) is not None for obj in session.new)
                 or any(
-                    changed_fields(t.fields, s.committed_state, s.dict, t.equals)
-                    for s, t in dirty
+                    changed_fields(t.fields, s.committed_state, s.dict, t.equals) for s, t in dirty
                 )
             )
 
         capture = _FlushCapture(resolve(session, models, changes_anything))
         session.info[_FLUSH_KEY] = capture
         capture.before = before
+        _refuse_autocommit(session, models, changes_anything)
     for tracked, snapshots in unknown.items():
         _read_old_values(session, tracked, snapshots)
+
+
+_CHECKED_KEY = "sqlaudit.transactional"
+
+
+def _refuse_autocommit(session: Session, models: set[type[Any]], changes_anything: Any) -> None:
+    """Refuse the flush before it runs when its tracked changes would autocommit.
+
+    Checked once per session transaction (the isolation level is fixed when it
+    begins).
+    """
+    root = session.get_transaction()
+    if root is not None and session.info.get(_CHECKED_KEY) is root:
+        return
+    for model in models:
+        connection = session.connection(bind_arguments={"mapper": sa_inspect(model)})
+        if _guard.is_autocommit(connection, {}) and changes_anything():
+            _guard.refuse_autocommit(connection, {}, models)
+    session.info[_CHECKED_KEY] = session.get_transaction()
 
 
 # The committed value of an attribute assigned while expired or never loaded:
@@ -195,6 +218,43 @@ def _read_old_values(session: Session, tracked: TrackedModel, snapshots: list[_P
             item.old[name] = current.get(name)
 
 
+def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    """Read old values of tracked attributes assigned during the flush while expired.
+
+    The flush itself may assign them after ``before_flush``: a foreign key copied
+    from a relationship, a ``before_update`` mapper listener, a ``before_flush``
+    listener registered after sqlaudit's. Their committed value is unknown
+    (``NO_VALUE``); it is read here, locked, just before the row's UPDATE, on the
+    flush's own connection.
+    """
+    tracked = _registry.lookup(type(target))
+    if tracked is None or auditing_disabled():
+        return
+    state = instance_state(target)
+    committed = state.committed_state
+    missing = [name for name in tracked.fields if name in committed and committed[name] is _UNKNOWN]
+    session = state.session
+    if not missing or session is None:
+        return
+    capture = _capture_of(session, tracked)
+    snapshot = capture.before.get(id(target))
+    if snapshot is None:
+        snapshot = capture.before[id(target)] = _Pending(
+            target, state, tracked, Operation.UPDATE, {}, None
+        )
+    names = [name for name in missing if name not in snapshot.old]
+    identity = _identity(state)
+    if not names or identity is None:
+        return
+    model = sa_inspect(tracked.model)
+    row = None
+    for query in _bulk.select_by_keys(model, tracked, names, [identity], lock=True):
+        row = connection.execute(query).first()
+    values = {} if row is None else dict(zip(names, row[len(identity) :], strict=True))
+    for name in names:
+        snapshot.old[name] = values.get(name)
+
+
 def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
     if auditing_disabled():
         return
@@ -222,16 +282,47 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
             # Old values only the snapshot knows: SQL expressions (expired by the
             # flush, history and all) and values read from the database.
             old.update(snapshot.old)
-        if old:
+        _refuse_unknown_old_values(tracked, committed, old, snapshot)
+        keyed = any(name in committed for name in tracked.key_fields)
+        if old or keyed:
             capture = capture or _capture_of(session, tracked)
-            resource_id = tracked.resource_id(obj, _identity(state))
+            resource_id = _resource_id_before(obj, state, tracked, old)
             update = _Pending(obj, state, tracked, Operation.UPDATE, old, resource_id)
+            update.keyed = keyed
             capture.pending.append(update)
             capture.updates[id(obj)] = update
     for item in before.values():
         if item.operation is Operation.DELETE and capture is not None:
             capture.pending.append(item)
             capture.seen.add(id(item.obj))
+
+
+def _refuse_unknown_old_values(
+    tracked: TrackedModel,
+    committed: Any,
+    old: dict[str, Any],
+    snapshot: _Pending | None,
+) -> None:
+    """Fail the flush rather than record a guessed old value.
+
+    An attribute assigned while expired after every chance to read its old value
+    (by a ``before_update`` listener registered after :func:`register_hooks`) has
+    a committed value nobody knows; the flush already overwrote it.
+
+    Raises:
+        UnauditedWriteError: such an attribute was written by this flush.
+    """
+    known = snapshot.old if snapshot is not None else {}
+    for name in old:
+        if committed.get(name) is _UNKNOWN and name not in known:
+            model = tracked.model.__name__
+            raise UnauditedWriteError(
+                f"{model}.{name} was assigned during the flush while expired, after "
+                "sqlaudit could read the value it replaces (a before_update listener "
+                "registered after register_hooks(), say), so its old value is unknown. "
+                "Call register_hooks() after registering that listener, or load "
+                f"{model}.{name} before it is assigned."
+            )
 
 
 def _persistent_to_deleted(session: Session, instance: Any) -> None:
@@ -265,20 +356,82 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
     capture: _FlushCapture | None = session.info.pop(_FLUSH_KEY, None)
     if capture is None or not capture.pending:
         return
-    stamp = capture.author.stamp(session)
+    # Only what this flush wrote: session.flush([obj]) leaves the other pending,
+    # dirty and deleted objects as they were, to be recorded when they are flushed.
+    # Deletes first: a delete and an insert of one key in one flush (SQLAlchemy's
+    # "row switch") happened in that order.
+    done = [item for item in capture.pending if _flushed(item)]
+    done.sort(key=lambda item: item.operation is not Operation.DELETE)
+    if not done:
+        return
+    first = done[0].state.mapper
+    stamp = capture.author.stamp(session, session.connection(bind_arguments={"mapper": first}))
     rows_by_mapper: dict[Any, list[ChangeRow]] = {}
-    for item in capture.pending:
+    for item in done:
         tracked, state = item.tracked, item.state
         if item.operation is Operation.DELETE:
             new: dict[str, Any] = {}
         else:
             names = tracked.fields if item.operation is Operation.INSERT else item.old
             new = _current_values(item.obj, state, names)
-        resource_id = item.resource_id or tracked.resource_id(item.obj, _identity(state))
+        resource_id = item.resource_id
+        if resource_id is None or item.keyed:
+            resource_id = tracked.resource_id(item.obj, _identity(state))  # after the flush
+            if item.resource_id is not None and item.resource_id != resource_id:
+                rows = _moved_rows(item, resource_id, stamp)
+                rows_by_mapper.setdefault(state.mapper, []).extend(rows)
+                continue
         rows = change_rows(tracked, item.operation, resource_id, item.old, new, stamp)
         if rows:
             rows_by_mapper.setdefault(state.mapper, []).extend(rows)
     write(session, capture.author.config, rows_by_mapper)
+
+
+def _flushed(item: _Pending) -> bool:
+    """Tell whether the flush that just ended wrote this object's change."""
+    state = item.state
+    if item.operation is Operation.INSERT:
+        return state.key is not None
+    if item.operation is Operation.DELETE:
+        return not state.persistent
+    return not state.modified  # a flushed object's changes are committed to its state
+
+
+def _moved_rows(item: _Pending, resource_id: str, stamp: FlushStamp) -> list[ChangeRow]:
+    """Record an update that changed the resource id as a delete and an insert, linked.
+
+    The old id's life ends with its last values, the new id's begins with every
+    tracked value; both carry ``{"sqlaudit.key_change": {"from": ..., "to": ...}}``
+    in their ``extra`` context, and they share the transaction id.
+    """
+    tracked, obj, state = item.tracked, item.obj, item.state
+    old_id = item.resource_id or ""
+    current = _current_values(obj, state, tracked.fields)
+    last = {name: item.old.get(name, current[name]) for name in tracked.fields}
+    context = dict(stamp.extra or {})
+    context["extra"] = {
+        **context.get("extra", {}),
+        "sqlaudit.key_change": {"from": old_id, "to": resource_id},
+    }
+    linked = replace(stamp, extra=context)
+    return [
+        *change_rows(tracked, Operation.DELETE, old_id, last, {}, linked),
+        *change_rows(tracked, Operation.INSERT, resource_id, {}, current, linked),
+    ]
+
+
+def _resource_id_before(
+    obj: Any, state: InstanceState[Any], tracked: TrackedModel, old: dict[str, Any]
+) -> str:
+    """Return the resource id the object had before this flush (it may be changing it)."""
+    name = tracked.resource_id_field
+    if name is None:
+        return tracked.resource_id(obj, _identity(state))  # the identity is still the old key
+    committed = state.committed_state.get(name, NO_VALUE)
+    if committed is NO_VALUE:
+        committed = old.get(name, NO_VALUE)
+    value = state.dict.get(name) if committed is NO_VALUE else committed
+    return tracked.resource_id_of((), {name: value})
 
 
 def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
@@ -322,13 +475,37 @@ def _current_values(obj: Any, state: InstanceState[Any], names: Any) -> dict[str
     return {name: data[name] if name in data else getattr(obj, name) for name in names}
 
 
-_EVENTS = (
+_EVENTS: tuple[tuple[str, Any], ...] = (
     ("do_orm_execute", _bulk.do_orm_execute),
     ("before_flush", _before_flush),
     ("after_flush", _after_flush),
     ("persistent_to_deleted", _persistent_to_deleted),
     ("after_flush_postexec", _after_flush_postexec),
+    ("before_commit", _guard.before_commit),
+    ("after_transaction_end", _guard.after_transaction_end),
 )
+
+
+# Listened on each tracked class, at register_hooks() (or when the class is tracked
+# later): a mapper's listeners run in the order they were registered, so listeners
+# an application registered before register_hooks() run before sqlaudit's.
+_MAPPER_EVENTS: tuple[tuple[str, Any], ...] = (("before_update", _before_update),)
+_listened: WeakSet[type[Any]] = WeakSet()
+
+
+def _listen_mapper(model: type[Any]) -> None:
+    for name, listener in _MAPPER_EVENTS:
+        if not event.contains(model, name, listener):
+            event.listen(model, name, listener, propagate=True)
+    _listened.add(model)
+
+
+def _unlisten_mappers() -> None:
+    for model in list(_listened):
+        for name, listener in _MAPPER_EVENTS:
+            if event.contains(model, name, listener):
+                event.remove(model, name, listener)
+    _listened.clear()
 
 
 def register_hooks() -> None:
@@ -342,6 +519,11 @@ def register_hooks() -> None:
     for name, listener in _EVENTS:
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)
+    for model in _registry.models():
+        _listen_mapper(model)
+    if _listen_mapper not in _registry.on_register:
+        _registry.on_register.append(_listen_mapper)
+    _guard.install_legacy_guards()
 
 
 def unregister_hooks() -> None:
@@ -353,6 +535,10 @@ def unregister_hooks() -> None:
     for name, listener in _EVENTS:
         if event.contains(Session, name, listener):
             event.remove(Session, name, listener)
+    if _listen_mapper in _registry.on_register:
+        _registry.on_register.remove(_listen_mapper)
+    _unlisten_mappers()
+    _guard.remove_legacy_guards()
 
 
 def hooks_registered() -> bool:

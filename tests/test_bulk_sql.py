@@ -42,6 +42,7 @@ from sqlalchemy.pool import NullPool
 from sqlaudit import (
     BulkStatementError,
     SQLAuditConfig,
+    UnauditedWriteError,
     _bulk_sql,
     _codec,
     get_resource_changes,
@@ -1003,8 +1004,8 @@ def value_history(model, **filters):
 
 
 @pytest.mark.parametrize("in_database", [True, False], ids=["in-database", "read"])
-def test_autocommit_session_records_bulk_changes(audit, in_database):
-    """Under AUTOCOMMIT (no transaction to hold a stage) bulk statements are still recorded."""
+def test_autocommit_session_bulk_changes_are_refused(audit, in_database):
+    """Under AUTOCOMMIT (each statement commits alone) tracked bulk statements are refused unrun."""
     audit.configure(bulk_in_database=in_database)
     Item = declare_value_item(audit.base, String(50))
     audit.create_tables()
@@ -1013,10 +1014,14 @@ def test_autocommit_session_records_bulk_changes(audit, in_database):
             insert(Item.__table__), [{"id": 1, "value": "a"}, {"id": 2, "value": "b"}]
         )
     with Session(audit.engine.execution_options(isolation_level="AUTOCOMMIT")) as session:
-        session.execute(update(Item).where(Item.id == 1).values(value="A"))
-        session.execute(delete(Item).where(Item.id == 2))
-        session.commit()
-    assert value_history(Item) == [("delete", "2", "b", None), ("update", "1", "a", "A")]
+        with pytest.raises(UnauditedWriteError, match="AUTOCOMMIT"):
+            session.execute(update(Item).where(Item.id == 1).values(value="A"))
+        with pytest.raises(UnauditedWriteError, match="AUTOCOMMIT"):
+            session.execute(delete(Item).where(Item.id == 2))
+    with audit.engine.connect() as connection:
+        rows = connection.execute(select(Item.__table__).order_by(Item.id)).all()
+    assert [tuple(row) for row in rows] == [(1, "a"), (2, "b")]
+    assert value_history(Item) == []
 
 
 @pytest.mark.parametrize(

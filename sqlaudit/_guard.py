@@ -1,0 +1,148 @@
+"""What keeps a tracked write from committing without its change rows.
+
+Three guards, used by the flush hooks and the bulk-statement hook:
+
+- :func:`refuse_autocommit`: a tracked write on an ``AUTOCOMMIT`` connection is
+  refused before it runs (each statement would commit alone, before its change
+  rows are written, and a failed change-row INSERT would leave it unaudited);
+- :func:`poison`: when anything fails after a tracked statement ran (its change
+  rows could not be read or written), the session's transaction is marked, and
+  ``commit()`` raises :class:`~sqlaudit.exceptions.UnauditedWriteError` until it
+  is rolled back: catching the error and committing cannot keep the change;
+- the legacy ``Session.bulk_*`` methods, which bypass every session event, are
+  refused on tracked models with the modern statement to use instead
+  (:func:`install_legacy_guards`, undone by :func:`remove_legacy_guards`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, SessionTransaction
+
+from sqlaudit import _registry
+from sqlaudit.context import auditing_disabled
+from sqlaudit.exceptions import BulkStatementError, UnauditedWriteError
+
+__all__ = [
+    "after_transaction_end",
+    "before_commit",
+    "install_legacy_guards",
+    "is_autocommit",
+    "poison",
+    "refuse_autocommit",
+    "remove_legacy_guards",
+]
+
+_POISON_KEY = "sqlaudit.poisoned"
+
+
+def is_autocommit(connection: Connection, execution_options: Mapping[str, Any]) -> bool:
+    """Tell whether statements on ``connection`` commit one by one (``AUTOCOMMIT``).
+
+    The level may be set on the engine (``create_engine(isolation_level=...)``), on
+    the connection or the statement (``execution_options``). SQLAlchemy answers the
+    first two only through ``Connection._is_autocommit_isolation()``, read here and
+    nowhere else (tests/test_fail_closed.py breaks if it goes away).
+    """
+    if execution_options.get("isolation_level") == "AUTOCOMMIT":
+        return True
+    return bool(connection._is_autocommit_isolation())
+
+
+def refuse_autocommit(
+    connection: Connection, execution_options: Mapping[str, Any], models: Iterable[type[Any]]
+) -> None:
+    """Refuse a tracked write on an ``AUTOCOMMIT`` connection, before it runs.
+
+    Raises:
+        UnauditedWriteError: the connection commits each statement on its own.
+    """
+    if is_autocommit(connection, execution_options):
+        names = ", ".join(sorted(model.__name__ for model in models))
+        raise UnauditedWriteError(
+            f"A write to {names} (tracked) was sent on an AUTOCOMMIT connection, where it "
+            "would commit before its change rows are written. Run tracked writes in a "
+            "transaction: a session on an engine without isolation_level='AUTOCOMMIT', "
+            "or session.connection(execution_options={'isolation_level': "
+            "'READ COMMITTED'}) before the first write."
+        )
+
+
+def poison(session: Session, error: BaseException) -> None:
+    """Keep the session's current transaction from committing (a statement ran unaudited)."""
+    root = session.get_transaction()
+    if root is not None:
+        session.info[_POISON_KEY] = (root, f"{type(error).__name__}: {error}")
+
+
+def before_commit(session: Session) -> None:
+    """Refuse to commit a transaction :func:`poison` marked (a ``before_commit`` listener)."""
+    poisoned = session.info.get(_POISON_KEY)
+    if poisoned is not None and poisoned[0] is session.get_transaction():
+        raise UnauditedWriteError(
+            "This transaction cannot commit: a statement on a tracked model ran but its "
+            f"change rows could not be written ({poisoned[1]}). Call session.rollback(), "
+            "then retry the work."
+        )
+
+
+def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    """Forget the mark once its transaction ends (an ``after_transaction_end`` listener)."""
+    poisoned = session.info.get(_POISON_KEY)
+    if poisoned is not None and poisoned[0] is transaction:
+        del session.info[_POISON_KEY]  # rolled back or closed: the change is gone
+
+
+_LEGACY: dict[str, str] = {
+    "bulk_save_objects": "session.add_all(objects)",
+    "bulk_insert_mappings": "session.execute(insert({model}), mappings)",
+    "bulk_update_mappings": "session.execute(update({model}), mappings)",
+}
+_originals: dict[str, Callable[..., Any]] = {}
+
+
+def _tracked_classes(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[type[Any]]:
+    if name == "bulk_save_objects":
+        objects = kwargs.get("objects", args[0] if args else ())
+        classes = {type(obj) for obj in objects}
+    else:
+        target = kwargs.get("mapper", args[0] if args else None)
+        classes = {sa_inspect(target).class_} if target is not None else set()
+    return [cls for cls in classes if _registry.lookup(cls) is not None]
+
+
+def _guarded(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def method(self: Session, *args: Any, **kwargs: Any) -> Any:
+        if not auditing_disabled():
+            tracked = _tracked_classes(name, args, kwargs)
+            if tracked:
+                model = tracked[0].__name__
+                raise BulkStatementError(
+                    f"Session.{name}() bypasses every session event, so its changes to "
+                    f"{model} (tracked) would commit unaudited. Use "
+                    f"{_LEGACY[name].format(model=model)} instead, which sqlaudit audits."
+                )
+        return original(self, *args, **kwargs)
+
+    return method
+
+
+def install_legacy_guards() -> None:
+    """Make the legacy ``Session.bulk_*`` methods refuse tracked models (idempotent)."""
+    for name in _LEGACY:
+        if name not in _originals:
+            _originals[name] = getattr(Session, name)
+            setattr(Session, name, _guarded(name, _originals[name]))
+
+
+def remove_legacy_guards() -> None:
+    """Give ``Session`` its own ``bulk_*`` methods back (undoes :func:`install_legacy_guards`)."""
+    for name, original in list(_originals.items()):
+        setattr(Session, name, original)
+        del _originals[name]
