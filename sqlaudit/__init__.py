@@ -20,7 +20,8 @@ per changed field::
 
 Everything listed in ``__all__`` is importable from here and from its documented
 submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
-:mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.exceptions`).
+:mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.migration`,
+:mod:`sqlaudit.exceptions`).
 """
 
 from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
@@ -52,8 +53,10 @@ from sqlaudit.exceptions import UntrackedModelError as UntrackedModelError
 from sqlaudit.exceptions import UserRequiredError as UserRequiredError
 from sqlaudit.hooks import register_hooks as register_hooks
 from sqlaudit.hooks import unregister_hooks as unregister_hooks
+from sqlaudit.migration import upgrade_change_table as upgrade_change_table
 from sqlaudit.retrieval import Operation as Operation
 from sqlaudit.retrieval import ResourceChange as ResourceChange
+from sqlaudit.retrieval import TruncatedValue as TruncatedValue
 from sqlaudit.retrieval import get_resource_changes as get_resource_changes
 from sqlaudit.retrieval import get_transaction_changes as get_transaction_changes
 
@@ -76,6 +79,7 @@ __all__ = [
     "SQLAuditError",
     "SQLAuditWarning",
     "TrackingError",
+    "TruncatedValue",
     "UnauditedWriteError",
     "UntrackedModelError",
     "UserRequiredError",
@@ -93,4 +97,5 @@ __all__ = [
     "track_table",
     "unregister_hooks",
     "untrack_table",
+    "upgrade_change_table",
 ]

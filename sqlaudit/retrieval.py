@@ -1,6 +1,7 @@
 """Reading the history back: :func:`get_resource_changes`.
 
-One indexed ``SELECT`` on the change table, newest first; each row comes back as
+One indexed ``SELECT`` on the change table, newest first (in the order the rows
+were written, not by their timestamps); each row comes back as
 a frozen :class:`ResourceChange` whose values have the Python types the column
 held and whose timestamp is expressed in ``config.time_zone``::
 
@@ -27,12 +28,13 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, select
+from sqlalchemy import Column, ColumnElement, Select, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from sqlaudit import _codec, _registry
+from sqlaudit import _codec, _registry, _schema
 from sqlaudit._capture import Operation
+from sqlaudit._large_values import MARKER, TruncatedValue, decode_marker
 from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import FilterError, FilterTypeError, UntrackedModelError
@@ -40,6 +42,7 @@ from sqlaudit.exceptions import FilterError, FilterTypeError, UntrackedModelErro
 __all__ = [
     "Operation",
     "ResourceChange",
+    "TruncatedValue",
     "build_changes_query",
     "get_resource_changes",
     "get_transaction_changes",
@@ -56,14 +59,17 @@ class ResourceChange:
     """One recorded change of one field of one resource.
 
     Attributes:
-        change_id: The change row's id (increases with every row written).
+        change_id: The change row's id (increases with every row written; the
+            order of the history).
         table_name: The tracked table.
         table_label: The label given to ``@track_table`` (default: the class name).
         resource_id: The resource's id as text; a composite key reads ``'["1","a"]'``.
         field_name: The attribute that changed.
         operation: ``insert``, ``update`` or ``delete``.
-        old_value: The value before (``None``: no value), with its Python type.
-        new_value: The value after (``None``: no value), with its Python type.
+        old_value: The value before (``None``: no value), with its Python type; a
+            :class:`TruncatedValue` for one too large for the database to store in
+            full (MySQL/MariaDB, beyond ``max_allowed_packet``).
+        new_value: The value after, likewise.
         changed_by: The user id as text, or ``None`` when no user was known.
         timestamp: When, aware, in ``config.time_zone``.
         transaction_id: Shared by every row written in one database transaction.
@@ -123,8 +129,11 @@ def get_resource_changes(
         filter_transaction_ids: One transaction id or a list.
 
     Returns:
-        The changes, newest first; rows written at the same instant come newest
-        row first.
+        The changes, newest first: in the reverse order of writing (the change row
+        id), which for one resource is the order its changes were made, even when
+        a flush waited for another transaction's lock after taking its timestamp.
+        Timestamps may therefore go back in the list; ``filter_date_range`` still
+        filters on them.
 
     Raises:
         UntrackedModelError: ``model_class`` is not tracked.
@@ -190,7 +199,7 @@ def transaction_query(config: SQLAuditConfig, transaction_id: str | UUID) -> Sel
     return (
         select(table)
         .where(table.c.transaction_id == _transaction_text(transaction_id))
-        .order_by(table.c.changed_at.desc(), table.c.id.desc())
+        .order_by(table.c.id.desc())
     )
 
 
@@ -250,16 +259,13 @@ def build_changes_query(
     query = select(table).where(table.c.table_name == tracked.table_name)
     if filter_resource_ids is not None:
         ids = _resource_ids(tracked, filter_resource_ids)
-        # An empty list matches nothing, as an empty IN does.
-        query = query.where(
-            table.c.resource_id == ids[0] if len(ids) == 1 else table.c.resource_id.in_(ids)
-        )
+        query = query.where(*_matching(table.c.resource_key, table.c.resource_id, ids))
     if filter_fields is not None:
         fields = _fields(tracked, filter_fields)
         query = query.where(table.c.field_name.in_(fields))
     if filter_user_ids is not None:
         users = [_id_text(value, "filter_user_ids") for value in _as_list(filter_user_ids)]
-        query = query.where(table.c.changed_by.in_(users))
+        query = query.where(*_matching(table.c.changed_by_key, table.c.changed_by, users))
     if filter_date_range is not None:
         start, end = _date_range(filter_date_range, config.zone)
         if start is not None:
@@ -269,12 +275,22 @@ def build_changes_query(
     if filter_transaction_ids is not None:
         transactions = [_transaction_text(value) for value in _as_list(filter_transaction_ids)]
         query = query.where(table.c.transaction_id.in_(transactions))
-    query = query.order_by(table.c.changed_at.desc(), table.c.id.desc())
+    query = query.order_by(table.c.id.desc())
     if limit is not None:
         query = query.limit(_count(limit, "limit"))
     if offset is not None:
         query = query.offset(_count(offset, "offset"))
     return query
+
+
+def _matching(key: Column[Any], text: Column[Any], values: list[str]) -> list[ColumnElement[bool]]:
+    """Filter an unbounded text column by its index key (the index) and its value (the truth).
+
+    An empty list matches nothing, as an empty IN does.
+    """
+    if len(values) == 1:
+        return [key == _schema.index_key(values[0]), text == values[0]]
+    return [key.in_([_schema.index_key(value) for value in values]), text.in_(values)]
 
 
 def _to_changes(rows: Sequence[Row[Any]], zone: tzinfo) -> list[ResourceChange]:
@@ -293,8 +309,8 @@ def _to_changes(rows: Sequence[Row[Any]], zone: tzinfo) -> list[ResourceChange]:
             resource_id=row.resource_id,
             field_name=row.field_name,
             operation=Operation(row.operation),
-            old_value=_codec.decode(row.old_value, enum_hint=hints.get(row.field_name)),
-            new_value=_codec.decode(row.new_value, enum_hint=hints.get(row.field_name)),
+            old_value=_decode(row.old_value, hints.get(row.field_name)),
+            new_value=_decode(row.new_value, hints.get(row.field_name)),
             changed_by=row.changed_by,
             timestamp=row.changed_at.astimezone(zone),
             transaction_id=row.transaction_id,
@@ -303,6 +319,14 @@ def _to_changes(rows: Sequence[Row[Any]], zone: tzinfo) -> list[ResourceChange]:
         )
         changes.append(change)
     return changes
+
+
+def _decode(text: str | None, enum_hint: type[enum.Enum] | None) -> Any:
+    if text is not None and text.startswith(MARKER):
+        truncated = decode_marker(text)
+        if truncated is not None:
+            return truncated
+    return _codec.decode(text, enum_hint=enum_hint)
 
 
 def _as_list(value: Any) -> list[Any]:

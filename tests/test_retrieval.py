@@ -226,13 +226,24 @@ def test_filter_user_ids_takes_one_id_or_a_list_of_int_str_or_uuid(audit):
 
 
 def test_changes_come_newest_first(audit):
-    """Changes committed at different times come back latest first."""
+    """Changes come back last written first."""
+    customer = declare_customer(audit.base)
+    audit.create_tables()
+    committed_at(audit, customer, [at(10), at(11), at(12)])
+    changes = changes_of(audit, customer)
+    assert names(changes) == ["v2", "v1", "v0"]
+    assert [c.timestamp for c in changes] == [at(12), at(11), at(10)]
+
+
+def test_order_is_the_order_of_writing_not_of_timestamps(audit):
+    """A change stamped earlier but written later comes first: the clock does not decide."""
     customer = declare_customer(audit.base)
     audit.create_tables()
     committed_at(audit, customer, [at(10), at(12), at(11)])  # the clock may go back
     changes = changes_of(audit, customer)
-    assert [c.timestamp for c in changes] == [at(12), at(11), at(10)]
-    assert names(changes) == ["v1", "v2", "v0"]
+    assert names(changes) == ["v2", "v1", "v0"]
+    assert [c.timestamp for c in changes] == [at(11), at(12), at(10)]
+    assert [c.old_value for c in changes] == ["v1", "v0", None]
 
 
 def test_rows_of_one_flush_come_newest_row_first(audit):
