@@ -107,6 +107,10 @@ async def create_change_table(
         bind: The async engine or connection to create it with.
         config: Whose table to create; default: the global config.
 
+    Raises:
+        ConfigurationError: the table exists with the layout of an earlier sqlaudit;
+            upgrade it with ``await connection.run_sync(sqlaudit.upgrade_change_table)``.
+
     Example:
         >>> await create_change_table(async_engine)  # doctest: +SKIP
     """

@@ -1,9 +1,9 @@
 """Reading the history back: :func:`get_resource_changes`.
 
 One indexed ``SELECT`` on the change table, newest first (in the order the rows
-were written, not by their timestamps); each row comes back as
-a frozen :class:`ResourceChange` whose values have the Python types the column
-held and whose timestamp is expressed in ``config.time_zone``::
+were written, not by their timestamps); each row comes back as a frozen
+:class:`ResourceChange` whose values have the Python types the column held and
+whose timestamp is expressed in ``config.time_zone``::
 
     changes = get_resource_changes(
         model_class=Customer,
