@@ -21,7 +21,7 @@ from sqlaudit.exceptions import UnauditedWriteError
 __all__ = ["TrackedModel", "encode_resource_id", "lookup", "register", "reset", "unregister"]
 
 
-@dataclass(frozen=True, eq=False, slots=True)
+@dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
 class TrackedModel:
     """How one mapped class is audited."""
 

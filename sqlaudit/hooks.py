@@ -37,13 +37,14 @@ from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
 from sqlaudit import _bulk, _guard, _registry
 from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
+from sqlaudit._stored import checks_for
 from sqlaudit._writer import Author, resolve, write
 from sqlaudit.context import auditing_disabled
 from sqlaudit.exceptions import UnauditedWriteError
@@ -366,14 +367,17 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         return
     first = done[0].state.mapper
     stamp = capture.author.stamp(session, session.connection(bind_arguments={"mapper": first}))
-    rows_by_mapper: dict[Any, list[ChangeRow]] = {}
+    news: list[dict[str, Any]] = []
     for item in done:
-        tracked, state = item.tracked, item.state
         if item.operation is Operation.DELETE:
-            new: dict[str, Any] = {}
+            news.append({})
         else:
-            names = tracked.fields if item.operation is Operation.INSERT else item.old
-            new = _current_values(item.obj, state, names)
+            names = item.tracked.fields if item.operation is Operation.INSERT else item.old
+            news.append(_current_values(item.obj, item.state, names))
+    _read_stored_values(session, done, news)
+    rows_by_mapper: dict[Any, list[ChangeRow]] = {}
+    for item, new in zip(done, news, strict=True):
+        tracked, state = item.tracked, item.state
         resource_id = item.resource_id
         if resource_id is None or item.keyed:
             resource_id = tracked.resource_id(item.obj, _identity(state))  # after the flush
@@ -385,6 +389,47 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         if rows:
             rows_by_mapper.setdefault(state.mapper, []).extend(rows)
     write(session, capture.author.config, rows_by_mapper)
+
+
+def _read_stored_values(session: Session, done: list[_Pending], news: list[dict[str, Any]]) -> None:
+    """Replace new values the database may store otherwise by what it stores.
+
+    ``Decimal("1.5")`` in a ``Numeric(10, 2)`` is stored as ``1.50``, a MySQL
+    ``DATETIME`` drops microseconds (see :mod:`sqlaudit._stored`). Such values are
+    read back, one SELECT per model, only when one occurs; the object is given the
+    stored value too, so the next change's old value chains with this one.
+    """
+    wanted: dict[TrackedModel, list[tuple[_Pending, dict[str, Any], list[str]]]] = {}
+    dialects: dict[Any, str] = {}
+    for item, new in zip(done, news, strict=True):
+        if not new:
+            continue
+        mapper = item.state.mapper
+        dialect = dialects.get(mapper)
+        if dialect is None:
+            dialect = dialects[mapper] = session.get_bind(mapper=mapper).dialect.name
+        checks = checks_for(item.tracked, dialect)
+        names = [
+            name
+            for name, value in new.items()
+            if value is not None and name in checks and checks[name](value)
+        ]
+        if names:
+            wanted.setdefault(item.tracked, []).append((item, new, names))
+    for tracked, items in wanted.items():
+        model = sa_inspect(tracked.model)
+        names = list(dict.fromkeys(name for _, _, item_names in items for name in item_names))
+        keys = [key for item, _, _ in items if (key := _identity(item.state)) is not None]
+        rows: list[Any] = []
+        for query in _bulk.select_by_keys(model, tracked, names, keys, lock=False):
+            rows.extend(session.execute(query, bind_arguments={"mapper": model}).all())
+        stored = _bulk.rows_by_key(rows, len(tracked.primary_key), names)
+        for item, new, item_names in items:
+            values = stored.get(_identity(item.state) or (), {})
+            for name in item_names:
+                if name in values:
+                    new[name] = values[name]
+                    set_committed_value(item.obj, name, values[name])
 
 
 def _flushed(item: _Pending) -> bool:

@@ -6,10 +6,15 @@ Each test names the case it guards. Bulk statements run on both bulk paths
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import (
+    DateTime,
     ForeignKey,
     Integer,
+    Numeric,
     String,
     bindparam,
     delete,
@@ -637,3 +642,55 @@ def test_sql_text_error_paths_do_not_mark_a_session(audit, Account):
         session.get(Account, 1).full = "Ann2"
         session.commit()
     assert table_rows(audit, Account)[0] == (1, "Ann2", 1)
+
+
+# --- C6: what the database holds, not what Python assigned -------------------------------------
+
+
+def declare_priced(base):
+    @track_table(tracked_fields=["amount", "count", "at"])
+    class Priced(base):
+        __tablename__ = "priced"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+        count: Mapped[int | None] = mapped_column(Integer)
+        at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    return Priced
+
+
+def test_values_are_recorded_as_the_database_stores_them(audit, base, backend):
+    """C6: 1.5 in a Numeric(10, 2) is recorded 1.50; True in an Integer is 1; MariaDB drops microseconds."""
+    Priced = declare_priced(base)
+    audit.create_tables()
+    moment = datetime(2026, 5, 1, 12, 0, 0, 123456)
+    with audit.Session() as session:
+        item = Priced(id=1, amount=Decimal("1.5"), count=True, at=moment)
+        session.add(item)
+        session.commit()
+        item.amount = Decimal("2.5")
+        session.flush()
+        assert str(item.amount) == "2.50"  # the object holds the stored value too
+        item.amount = Decimal("3")
+        session.commit()
+    stored_at = moment.replace(microsecond=0) if backend == "mariadb" else moment
+    assert history(Priced) == [
+        ("insert", "1", "amount", None, Decimal("1.50")),
+        ("insert", "1", "count", None, 1),
+        ("insert", "1", "at", None, stored_at),
+        ("update", "1", "amount", Decimal("1.50"), Decimal("2.50")),
+        ("update", "1", "amount", Decimal("2.50"), Decimal("3.00")),
+    ]
+    changes = get_resource_changes(Priced, filter_fields="count")
+    assert type(changes[0].new_value) is int
+
+
+def test_values_already_in_stored_form_need_no_read(audit, base, count_statements):
+    """A value the database keeps as given costs no SELECT: the read happens only when needed."""
+    Priced = declare_priced(base)
+    audit.create_tables()
+    with audit.Session() as session:
+        session.add(Priced(id=1, amount=Decimal("1.50"), count=2, at=datetime(2026, 5, 1, 12)))
+        count_statements.statements.clear()
+        session.commit()
+    assert count_statements.matching(lambda sql: sql.lstrip().upper().startswith("SELECT")) == []
