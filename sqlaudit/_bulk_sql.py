@@ -54,8 +54,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.orm import ColumnProperty, Mapper, ORMExecuteState
+from sqlalchemy.sql import operators
 from sqlalchemy.sql import util as sql_util
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    ColumnElement,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from sqlaudit._capture import FlushStamp, Operation
@@ -204,6 +210,10 @@ def plan(
     ):
         return None  # other tables (UPDATE ... FROM) or aliases: the read path pairs rows
     key = _column(mapper, table, tracked.primary_key[0])
+    if key is not None and where is not None and _few_rows(where, key):
+        # A handful of rows by key: the read path's three statements cost less than
+        # staging's five (a one-row update: about 1.9x plain against 3.5x, PostgreSQL).
+        return None
     key_text = None if key is None else _key_text(key.type)
     if key is None or key_text is None:
         return None
@@ -225,6 +235,31 @@ def plan(
         tuple(encoders),
         _stage(table, key, columns, connection.dialect),
     )
+
+
+# Up to this many rows named by key, a bulk statement takes the read path.
+FEW_ROWS = 50
+
+
+def _few_rows(where: ColumnElement[Any], key: Column[Any]) -> bool:
+    """Tell a WHERE that pins at most :data:`FEW_ROWS` rows by key (``key == x``, ``key IN``).
+
+    Read from the clause's public structure: a comparison, or an ``AND`` of clauses
+    one of which is such a comparison.
+    """
+    if isinstance(where, BooleanClauseList):
+        return where.operator is operators.and_ and any(
+            _few_rows(clause, key) for clause in where.clauses
+        )
+    if not isinstance(where, BinaryExpression) or not where.left.compare(key):
+        return False
+    right = where.right
+    if where.operator is operators.eq:
+        return isinstance(right, BindParameter) and FEW_ROWS >= 1
+    if where.operator is operators.in_op and isinstance(right, BindParameter):
+        value = right.value
+        return isinstance(value, (list, tuple)) and len(value) <= FEW_ROWS
+    return False
 
 
 _stages: WeakKeyDictionary[Table, dict[tuple[Any, ...], Table]] = WeakKeyDictionary()

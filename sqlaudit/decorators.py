@@ -107,7 +107,9 @@ def _build(
             "Put the decorator above a declarative model (a subclass of your DeclarativeBase)."
         ) from None
     table = mapper.local_table
-    table_name = getattr(table, "name", None) or cls.__name__
+    # Schema-qualified when the table names a schema: same-named tables in two
+    # schemas never share a history.
+    table_name = getattr(table, "fullname", None) or cls.__name__
     columns = tuple(mapper.columns.keys())
     primary_key = tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
     if requested is None:

@@ -88,6 +88,16 @@ def item_rows(*rows):
     ]
 
 
+@pytest.fixture(autouse=True)
+def _stage_even_a_few_rows(monkeypatch):
+    """Send statements naming rows by key through the stage too: this module tests the stage.
+
+    (By default a statement pinning a handful of rows by key takes the cheaper read
+    path; test_a_statement_by_key_takes_the_read_path checks that.)
+    """
+    monkeypatch.setattr(_bulk_sql, "FEW_ROWS", 0)
+
+
 @pytest.fixture
 def Item(audit):
     model = declare_item(audit.base)
@@ -1293,3 +1303,33 @@ def test_padded_columns_take_the_read_path_and_keep_the_drivers_text(
         session.commit()
     assert stage_statements(count_statements) == []
     assert value_history(Item) == [("update", "1", *stored)]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(lambda Item: Item.id == 1, id="key-equals"),
+        pytest.param(lambda Item: Item.id.in_([1, 2]), id="key-in"),
+        pytest.param(lambda Item: (Item.id == 1) & (Item.score > 0), id="key-and-more"),
+    ],
+)
+def test_a_statement_by_key_takes_the_read_path(audit, Item, count_statements, monkeypatch, where):
+    """A statement pinning a few rows by key is read, not staged: three statements, not six."""
+    monkeypatch.setattr(_bulk_sql, "FEW_ROWS", 50)
+    audit.configure(bulk_in_database=True)
+    seed(audit, Item, item_rows((1, "a", 1, True), (2, "b", 1, True)))
+    count_statements.statements.clear()
+    run_in_transaction(audit, update(Item).where(where(Item)).values(score=5))
+    assert not any(s.startswith("INSERT INTO SQLAUDIT_STAGE_") for s in sql(count_statements))
+    changed = {row[1] for row in history(Item) if row[0] == "update"}
+    assert changed == ({"1", "2"} if "IN" in str(where(Item)) else {"1"})
+
+
+def test_a_statement_over_many_keys_is_staged(audit, Item, count_statements, monkeypatch):
+    """Past FEW_ROWS keys the stage is cheaper again, and is used."""
+    monkeypatch.setattr(_bulk_sql, "FEW_ROWS", 1)
+    audit.configure(bulk_in_database=True)
+    seed(audit, Item, item_rows((1, "a", 1, True), (2, "b", 1, True)))
+    count_statements.statements.clear()
+    run_in_transaction(audit, update(Item).where(Item.id.in_([1, 2])).values(score=5))
+    assert_ran_in_database(count_statements)

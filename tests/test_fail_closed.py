@@ -694,3 +694,52 @@ def test_values_already_in_stored_form_need_no_read(audit, base, count_statement
         count_statements.statements.clear()
         session.commit()
     assert count_statements.matching(lambda sql: sql.lstrip().upper().startswith("SELECT")) == []
+
+
+# --- B: same-named tables in two schemas keep apart ------------------------------------------
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_same_named_tables_in_two_schemas_have_separate_histories(audit, base, backend):
+    """The recorded table name is schema-qualified, so two schemas' 'items' never mix."""
+    schemas = ("sqlaudit_a", "sqlaudit_b")
+    with audit.engine.begin() as connection:
+        for schema in schemas:
+            if backend == "postgresql":
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+            else:
+                connection.execute(text(f"DROP DATABASE IF EXISTS {schema}"))
+                connection.execute(text(f"CREATE DATABASE {schema}"))
+
+    @track_table(tracked_fields=["name"])
+    class ItemA(base):
+        __tablename__ = "items"
+        __table_args__ = ({"schema": schemas[0]},)
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(20))
+
+    @track_table(tracked_fields=["name"])
+    class ItemB(base):
+        __tablename__ = "items"
+        __table_args__ = ({"schema": schemas[1]},)
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(20))
+
+    models = [ItemA, ItemB]
+    try:
+        audit.create_tables()
+        with audit.Session() as session:
+            session.add_all([models[0](id=1, name="in a"), models[1](id=1, name="in b")])
+            session.commit()
+        for model, schema in zip(models, schemas, strict=True):
+            (change,) = get_resource_changes(model, filter_resource_ids=1)
+            assert change.table_name == f"{schema}.items"
+            assert change.new_value == f"in {schema[-1]}"
+    finally:
+        base.metadata.drop_all(audit.engine)
+        with audit.engine.begin() as connection:
+            for schema in schemas:
+                kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
+                cascade = " CASCADE" if backend == "postgresql" else ""
+                connection.execute(text(f"DROP {kind} IF EXISTS {schema}{cascade}"))
