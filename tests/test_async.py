@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import String, update
+from sqlalchemy import String, select, update
+from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sqlaudit import (
+    BulkStatementError,
     ConfigurationTypeError,
     SQLAuditConfig,
+    UnauditedWriteError,
     audit_context,
+    get_config,
     get_resource_changes,
     register_hooks,
     set_config,
@@ -207,3 +211,39 @@ def test_async_api_rejects_a_sync_session(async_setup, engine):
         return True
 
     assert run(scenario)
+
+
+def test_async_session_cannot_commit_a_statement_whose_rows_failed(async_setup, engine):
+    """Under AsyncSession too, a bulk statement whose change rows failed cannot be committed."""
+    Note, run = async_setup
+
+    async def scenario(factory):
+        async with factory() as session:
+            session.add(Note(id=1, title="a"))
+            await session.commit()
+        get_config().table.drop(engine)  # every change-row INSERT now fails
+        async with factory() as session:
+            with pytest.raises(Exception) as raised:
+                await session.execute(update(Note).where(Note.id == 1).values(title="b"))
+            assert not isinstance(raised.value, UnauditedWriteError)
+            with pytest.raises((UnauditedWriteError, PendingRollbackError)):
+                await session.commit()
+            await session.rollback()
+            return await session.scalar(select(Note.title))
+
+    assert run(scenario) == "a"
+
+
+def test_async_session_refuses_legacy_bulk_methods_through_run_sync(async_setup):
+    """`run_sync(lambda s: s.bulk_insert_mappings(...))` is refused like the sync call."""
+    Note, run = async_setup
+
+    async def scenario(factory):
+        async with factory() as session:
+            with pytest.raises(BulkStatementError, match=r"insert\(Note\)"):
+                await session.run_sync(
+                    lambda sync: sync.bulk_insert_mappings(Note, [{"id": 1, "title": "a"}])
+                )
+            return await session.scalar(select(Note.title))
+
+    assert run(scenario) is None
