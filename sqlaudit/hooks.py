@@ -228,11 +228,13 @@ def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> 
     (``NO_VALUE``); it is read here, locked, just before the row's UPDATE, on the
     flush's own connection.
     """
+    state = instance_state(target)
+    committed = state.committed_state
+    if not any(value is _UNKNOWN for value in committed.values()):
+        return  # the common case: every old value is known
     tracked = _registry.lookup(type(target))
     if tracked is None or auditing_disabled():
         return
-    state = instance_state(target)
-    committed = state.committed_state
     missing = [name for name in tracked.fields if name in committed and committed[name] is _UNKNOWN]
     session = state.session
     if not missing or session is None:
@@ -287,7 +289,10 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
         keyed = any(name in committed for name in tracked.key_fields)
         if old or keyed:
             capture = capture or _capture_of(session, tracked)
-            resource_id = _resource_id_before(obj, state, tracked, old)
+            if keyed and tracked.resource_id_field is not None:
+                resource_id = _resource_id_before(obj, state, tracked, old)
+            else:  # the identity is still the key the row had before the flush
+                resource_id = tracked.resource_id(obj, _identity(state))
             update = _Pending(obj, state, tracked, Operation.UPDATE, old, resource_id)
             update.keyed = keyed
             capture.pending.append(update)
@@ -400,15 +405,17 @@ def _read_stored_values(session: Session, done: list[_Pending], news: list[dict[
     stored value too, so the next change's old value chains with this one.
     """
     wanted: dict[TrackedModel, list[tuple[_Pending, dict[str, Any], list[str]]]] = {}
-    dialects: dict[Any, str] = {}
+    checks_by_mapper: dict[Any, dict[str, Any]] = {}
     for item, new in zip(done, news, strict=True):
         if not new:
             continue
         mapper = item.state.mapper
-        dialect = dialects.get(mapper)
-        if dialect is None:
-            dialect = dialects[mapper] = session.get_bind(mapper=mapper).dialect.name
-        checks = checks_for(item.tracked, dialect)
+        checks = checks_by_mapper.get(mapper)
+        if checks is None:
+            dialect = session.get_bind(mapper=mapper).dialect.name
+            checks = checks_by_mapper[mapper] = checks_for(item.tracked, dialect)
+        if not checks:
+            continue
         names = [
             name
             for name, value in new.items()
