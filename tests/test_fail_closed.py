@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import (
+    JSON,
     DateTime,
     ForeignKey,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import PendingRollbackError
+from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from sqlaudit import (
@@ -743,3 +745,43 @@ def test_same_named_tables_in_two_schemas_have_separate_histories(audit, base, b
                 kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
                 cascade = " CASCADE" if backend == "postgresql" else ""
                 connection.execute(text(f"DROP {kind} IF EXISTS {schema}{cascade}"))
+
+
+# --- C4: JSON values that Python calls equal ----------------------------------------------------
+
+
+def declare_settings(base):
+    @track_table(tracked_fields=["data"])
+    class Settings(base):
+        __tablename__ = "settings"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        data: Mapped[dict] = mapped_column(MutableDict.as_mutable(JSON))
+
+    return Settings
+
+
+def test_json_one_becoming_true_in_place_is_recorded(audit, base):
+    """C4: {"k": 1} -> {"k": true} changed in place: Python's == says equal, the database differs."""
+    Settings = declare_settings(base)
+    audit.create_tables()
+    with audit.Session() as session:
+        session.add(Settings(id=1, data={"k": 1}))
+        session.commit()
+        settings = session.get(Settings, 1)  # held: the session keeps unmodified objects weakly
+        settings.data["k"] = True
+        session.commit()
+    assert history(Settings)[-1] == ("update", "1", "data", {"k": 1}, {"k": True})
+
+
+def test_json_one_becoming_true_by_a_bulk_update_is_recorded(audit, base, bulk_path):
+    """C4: the same change made by a bulk update() is recorded on both bulk paths."""
+    Settings = declare_settings(base)
+    audit.create_tables()
+    with audit.Session() as session:
+        session.add(Settings(id=1, data={"k": 1}))
+        session.commit()
+        session.execute(update(Settings).where(Settings.id == 1).values(data={"k": True}))
+        session.commit()
+    last = history(Settings)[-1]
+    assert last == ("update", "1", "data", {"k": 1}, {"k": True})
+    assert type(last[4]["k"]) is bool
