@@ -1,13 +1,31 @@
-"""Shared fixtures: one database fixture over SQLite, PostgreSQL and MariaDB, and a clean world per test.
+"""Shared fixtures: one database fixture over every database and driver, and a clean world per test.
 
-PostgreSQL and MariaDB are found through ``SQLAUDIT_POSTGRESQL_URL`` and
-``SQLAUDIT_MYSQL_URL`` (defaults: the local servers). A server that does not answer
-skips its tests with the reason, unless ``SQLAUDIT_REQUIRE_DATABASES=1`` (CI) makes
-that a failure.
+Each integration test runs once per target, a database reached through one driver:
+
+==========================  ==========  ==================================
+target (test id)            backend     driver, sync / async
+==========================  ==========  ==================================
+``sqlite``                  sqlite      sqlite3 / aiosqlite
+``postgresql``              postgresql  psycopg 3 / asyncpg
+``postgresql-psycopg2``     postgresql  psycopg2 / psycopg 3 (async mode)
+``mariadb``                 mariadb     PyMySQL / aiomysql
+``mariadb-mysqlclient``     mariadb     mysqlclient / aiomysql
+==========================  ==========  ==================================
+
+The ``backend`` fixture names the database, so ``backend == "postgresql"`` and
+``@pytest.mark.backends("postgresql")`` hold for both PostgreSQL drivers; a marker may
+also name one target. PostgreSQL and MariaDB are found through
+``SQLAUDIT_POSTGRESQL_URL`` and ``SQLAUDIT_MYSQL_URL`` (defaults: the local servers;
+their driver is the default target's, the other targets swap in their own). A server
+that does not answer skips its tests with the reason, unless
+``SQLAUDIT_REQUIRE_DATABASES=1`` (CI) makes that a failure. mysqlclient builds from
+source against the MariaDB client headers, so it is not in the ``test`` extra: its
+target is skipped when it is not installed (``pip install mysqlclient``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from sqlaudit import _registry
@@ -32,22 +50,66 @@ BACKENDS = ["sqlite", "postgresql", "mariadb"]
 REQUIRE_DATABASES = os.environ.get("SQLAUDIT_REQUIRE_DATABASES") == "1"
 
 
+@dataclass(frozen=True)
+class Target:
+    """A database reached through one driver: what an integration test runs on."""
+
+    name: str
+    backend: str
+    driver: str | None  # SQLAlchemy's driver name; None: the one in the backend's URL
+    async_driver: str
+    module: str  # the driver's import name, to tell "not installed" from "not answering"
+    optional: bool = False  # not in the ``test`` extra: skipped, never failed, when missing
+
+    def url(self, directory: Path) -> str:
+        """Return the sync URL (SQLite: a file in ``directory``)."""
+        if self.backend == "sqlite":
+            return f"sqlite:///{directory / 'sqlaudit-tests.db'}"
+        url = make_url(BACKEND_URLS[self.backend])
+        if self.driver is not None:
+            url = url.set(drivername=f"{url.get_backend_name()}+{self.driver}")
+        return url.render_as_string(hide_password=False)
+
+    def async_url(self, engine: Engine) -> str:
+        """Return the URL of ``engine`` with this target's async driver."""
+        url = engine.url.set(drivername=f"{engine.url.get_backend_name()}+{self.async_driver}")
+        return url.render_as_string(hide_password=False)
+
+
+TARGETS = {
+    target.name: target
+    for target in (
+        Target("sqlite", "sqlite", None, "aiosqlite", "sqlite3"),
+        Target("postgresql", "postgresql", None, "asyncpg", "psycopg"),
+        Target("postgresql-psycopg2", "postgresql", "psycopg2", "psycopg_async", "psycopg2"),
+        Target("mariadb", "mariadb", None, "aiomysql", "pymysql"),
+        Target("mariadb-mysqlclient", "mariadb", "mysqldb", "aiomysql", "MySQLdb", optional=True),
+    )
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Honour ``@pytest.mark.backends(...)`` by deselecting other backends' parameters."""
+    """Honour ``@pytest.mark.backends(...)``: skip targets whose database (or name) is not listed."""
     for item in items:
         marker = item.get_closest_marker("backends")
         callspec = getattr(item, "callspec", None)
-        if marker is None or callspec is None or "backend" not in callspec.params:
+        if marker is None or callspec is None or "target" not in callspec.params:
             continue
-        if callspec.params["backend"] not in marker.args:
+        target = TARGETS[callspec.params["target"]]
+        if target.backend not in marker.args and target.name not in marker.args:
             item.add_marker(pytest.mark.skip(reason=f"runs on {', '.join(marker.args)} only"))
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """The name of the database backend the test runs on."""
-    name: str = request.param
-    return name
+@pytest.fixture(scope="session", params=list(TARGETS))
+def target(request: pytest.FixtureRequest) -> Target:
+    """The database and driver the test runs on."""
+    return TARGETS[request.param]
+
+
+@pytest.fixture(scope="session")
+def backend(target: Target) -> str:
+    """The name of the database backend the test runs on (whatever the driver)."""
+    return target.backend
 
 
 @pytest.fixture(scope="session")
@@ -59,34 +121,36 @@ def _engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Eng
             engine.dispose()
 
 
-def _make_engine(backend: str, directory: Path) -> Engine | str:
-    if backend == "sqlite":
-        return create_engine(f"sqlite:///{directory / 'sqlaudit-tests.db'}")
-    url = BACKEND_URLS[backend]
-    engine = create_engine(url, pool_pre_ping=True)
+def _make_engine(target: Target, directory: Path) -> Engine | str:
+    if importlib.util.find_spec(target.module) is None:
+        return f"{target.name}: the driver {target.module} is not installed"
+    if target.backend == "sqlite":
+        return create_engine(target.url(directory))
+    engine = create_engine(target.url(directory), pool_pre_ping=True)
     try:
         with engine.connect() as connection:
             connection.execute(text("select 1"))
     except Exception as exc:
         engine.dispose()
         return (
-            f"{backend} at {engine.url.render_as_string(hide_password=True)} does not answer: {exc}"
+            f"{target.name} at {engine.url.render_as_string(hide_password=True)} "
+            f"does not answer: {exc}"
         )
     return engine
 
 
 @pytest.fixture
 def engine(
-    backend: str,
+    target: Target,
     _engines: dict[str, Engine | str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Engine]:
-    """An engine on the backend, with no tables left over from other tests."""
-    if backend not in _engines:
-        _engines[backend] = _make_engine(backend, tmp_path_factory.mktemp(backend))
-    made = _engines[backend]
+    """An engine on the target, with no tables left over from other tests."""
+    if target.name not in _engines:
+        _engines[target.name] = _make_engine(target, tmp_path_factory.mktemp(target.name))
+    made = _engines[target.name]
     if isinstance(made, str):
-        if REQUIRE_DATABASES:
+        if REQUIRE_DATABASES and not target.optional:
             pytest.fail(f"SQLAUDIT_REQUIRE_DATABASES=1 but {made}")
         pytest.skip(made)
     _drop_everything(made)
