@@ -121,6 +121,16 @@ def test_a_flush_sends_its_change_rows_in_one_statement_whatever_its_size(
     assert len(audit.rows()) == objects * 2 * 2
 
 
+# Values that quoting, parameter markers or PostgreSQL's array syntax could trip over.
+_AWKWARD = (
+    "new, (value) %s %(x)s ? :x $1 ",
+    "NULL",
+    "",
+    ' {a,"b"} \\ \\" ',
+    "\t tab, new\nline, é, 💾 ",
+)
+
+
 def _sample_rows(count: int) -> list[tuple[Any, ...]]:
     """Change rows in CHANGE_COLUMNS order, shuffled so that no column sorts like the input."""
     moment = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -135,7 +145,7 @@ def _sample_rows(count: int) -> list[tuple[Any, ...]]:
                 ("name", "quantity", "price")[i % 3],
                 ("insert", "update", "delete")[i % 3],
                 None if i % 3 == 0 else f"old 'quoted' \"value\" \\ {i}",
-                None if i % 3 == 2 else f"new, (value) {i} %s %(x)s ?",
+                None if i % 3 == 2 else _AWKWARD[i % len(_AWKWARD)],
                 None if i % 5 == 0 else str(i % 7),
                 moment + timedelta(microseconds=i % 2),
                 None if i % 2 else {"request": f"r{i}", "tags": [1, "two", None]},
