@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Result
-from sqlalchemy.orm import ColumnProperty, Mapper, ORMExecuteState
+from sqlalchemy.orm import ColumnProperty, LoaderCriteriaOption, Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import Delete, Update
 
 from sqlaudit import _bulk_sql, _guard, _registry
@@ -33,6 +33,7 @@ __all__ = [
     "do_orm_execute",
     "is_upsert",
     "keys_from_parameters",
+    "loader_criteria",
     "rows_by_key",
     "select_affected",
     "select_by_keys",
@@ -137,7 +138,22 @@ def select_affected(
     query = select(*columns(mapper, tracked.primary_key), *columns(mapper, fields))
     if statement.whereclause is not None:
         query = query.where(statement.whereclause)
+    criteria = loader_criteria(statement)
+    if criteria:
+        query = query.options(*criteria)
     return query.with_for_update()
+
+
+def loader_criteria(statement: Any) -> list[LoaderCriteriaOption]:
+    """Return the ``with_loader_criteria()`` options of a statement.
+
+    They narrow an ORM statement's WHERE beyond ``whereclause``, so the reads of the
+    rows it touches must carry them too. SQLAlchemy keeps a statement's options in
+    ``_with_options``, with no public accessor; this is the one place that reads it
+    (tests/test_fail_closed.py checks it).
+    """
+    options = getattr(statement, "_with_options", ())
+    return [option for option in options if isinstance(option, LoaderCriteriaOption)]
 
 
 def keys_from_parameters(
@@ -204,11 +220,13 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         # model tracked on that table, if any.
         tracked = _registry.lookup_table(getattr(statement, "table", None))
         if tracked is None:
+            _refuse_reaching_tracked(orm_state, statement, None)
             return None
         mapper = sa_inspect(tracked.model)
     else:
         tracked = _registry.lookup(mapper.class_)
         if tracked is None:
+            _refuse_reaching_tracked(orm_state, statement, mapper)
             return None
     invoke = _Invoke(orm_state)
     try:
@@ -217,8 +235,57 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         if invoke.ran:
             # The caller's statement changed rows whose change rows were not written:
             # that transaction must not commit, even if the caller catches this.
-            _guard.poison(orm_state.session, error)
+            session = orm_state.session
+            connection = None
+            with contextlib.suppress(Exception):  # the mark is set even without it
+                connection = session.connection(bind_arguments=dict(orm_state.bind_arguments))
+            kind = (
+                "insert" if orm_state.is_insert else "update" if orm_state.is_update else "delete"
+            )
+            what = f"a bulk {kind} of {tracked.model.__name__} ran unaudited"
+            _guard.poison(session, connection, error, what)
         raise
+
+
+def _refuse_reaching_tracked(
+    orm_state: ORMExecuteState, statement: Any, mapper: Mapper[Any] | None
+) -> None:
+    """Refuse a statement on an untracked model or table that changes tracked rows.
+
+    Two ways: a multi-table UPDATE (MySQL/MariaDB) whose SET names a tracked table's
+    column, and an UPDATE or DELETE of an untracked class whose tracked subclass
+    shares its table (single-table inheritance), which changes that subclass's rows.
+
+    Raises:
+        BulkStatementError: the statement would change tracked rows unaudited.
+    """
+    if orm_state.is_insert:
+        return
+    if orm_state.is_update:
+        own = set(mapper.tables) if mapper is not None else {getattr(statement, "table", None)}
+        for key in set_clause_keys(statement):
+            column = getattr(key, "expression", key)
+            table = getattr(column, "table", None)
+            owner = None if table in own else _registry.lookup_table(table)
+            if owner is not None:
+                raise BulkStatementError(
+                    f"This update sets {owner.model.__name__}.{column.key} (tracked) from "
+                    "a statement on another table, which sqlaudit cannot audit. Update "
+                    f"{owner.model.__name__} with its own statement: update("
+                    f"{owner.model.__name__}).where(...).values(...)."
+                )
+    if mapper is None:
+        return
+    for descendant in mapper.self_and_descendants:
+        tracked = _registry.lookup(descendant.class_)
+        if tracked is not None:
+            kind = "update" if orm_state.is_update else "delete"
+            raise BulkStatementError(
+                f"A bulk {kind} of {mapper.class_.__name__} (untracked) also changes the rows "
+                f"of its subclass {tracked.model.__name__} (tracked), unaudited. Run it on "
+                f"{tracked.model.__name__} and on the other classes separately, or track "
+                f"{mapper.class_.__name__}."
+            )
 
 
 class _Invoke:
@@ -252,14 +319,26 @@ def _audit(
     raw = orm_state.parameters
     parameters: list[Mapping[str, Any]] = list(raw) if isinstance(raw, (list, tuple)) else []
     single = [raw] if isinstance(raw, Mapping) and raw else []
+    if parameters and not orm_state.is_insert and orm_state.bind_mapper is None:
+        raise BulkStatementError(
+            f"A Core executemany {'update' if orm_state.is_update else 'delete'} of "
+            f"{tracked.model.__name__}'s table cannot be audited: sqlaudit cannot tell which "
+            "row each parameter set reaches. Use the ORM form, session.execute("
+            f"update({tracked.model.__name__}), [{{primary key and values}}, ...]), which "
+            "updates by primary key."
+        )
     if orm_state.is_update:
         assigned = assigned_fields(mapper, tracked, statement, parameters or single)
+        # By primary key (a list of rows), the key names the row and is never changed.
         moved = [name for name in tracked.primary_key if name in assigned and not parameters]
+        if tracked.resource_id_field is not None and tracked.resource_id_field in assigned:
+            moved.append(tracked.resource_id_field)
         if moved:
             raise BulkStatementError(
-                f"A bulk update that assigns {tracked.model.__name__}.{moved[0]}, part of "
-                "the primary key, cannot be audited: its old and new rows could not be "
-                "paired. Change primary keys one object at a time through the Session."
+                f"A bulk update that assigns {tracked.model.__name__}.{moved[0]}, which the "
+                "resource id is made of, cannot be audited: the old and new ids could not "
+                "be paired. Change it one object at a time through the Session, which "
+                "records the old id's end and the new id's start."
             )
         fields = [name for name in tracked.fields if name in assigned]
         if not fields:
@@ -300,7 +379,8 @@ def _audit(
         _keep_rowcount(result, len(rows))
         return result, rows_by_key(rows, key_size, read)
 
-    if not parameters and operation is not Operation.INSERT:
+    # with_loader_criteria() narrows the statement: the read path applies it to its reads.
+    if not parameters and operation is not Operation.INSERT and not loader_criteria(statement):
         plan = _bulk_sql.plan(
             mapper, tracked, statement, fields, connection, author.config, options
         )
@@ -330,6 +410,11 @@ def _audit(
         keys = keys_from_parameters(tracked, parameters)
         old = fetch(select_by_keys(mapper, tracked, read, keys, lock=True))
         result = invoke()
+        # Each parameter row matches at most its one row; a key missing when read
+        # (distinct keys not found) must match nothing, or a row appeared meanwhile.
+        missing = len(set(keys)) - len(old)
+        if missing > 0:
+            _refuse_unread_rows(tracked, operation, _matched(result), len(keys) - missing)
         new = fetch(select_by_keys(mapper, tracked, read, list(old), lock=False))
         keys = list(old)
     elif operation is Operation.DELETE and dialect.delete_returning and not own_returning:
@@ -341,14 +426,17 @@ def _audit(
         old = fetch([select_affected(mapper, tracked, statement, read)], where_params)
         if operation is Operation.DELETE:
             result = invoke()
+            _refuse_unread_rows(tracked, operation, _matched(result), len(old))
         elif dialect.update_returning and not own_returning:
             result, new = invoke_returning()  # UPDATE ... RETURNING gives the new values
+            _refuse_unread_rows(tracked, operation, len(new), sum(key in old for key in new))
         else:
             result = invoke()
+            _refuse_unread_rows(tracked, operation, _matched(result), len(old))
             new = fetch(select_by_keys(mapper, tracked, read, list(old), lock=False))
-        # A row the UPDATE matched that the read did not (inserted meanwhile by another
-        # transaction) is still recorded, with no old value, rather than lost.
-        keys = list(old) + [key for key in new if key not in old]
+        # An update records the rows it reached (RETURNING names them; a row read
+        # but not updated reads back unchanged); a delete, every row it removed.
+        keys = list(old) if operation is Operation.DELETE else [key for key in old if key in new]
     stamp = author.stamp(session, connection)
     rows: list[ChangeRow] = []
     for key in keys:
@@ -361,6 +449,34 @@ def _audit(
     if rows:
         write(session, author.config, {mapper: rows}, translate, bind)
     return result
+
+
+def _matched(result: Result[Any]) -> int:
+    """Return the rows a statement matched, or -1 where the driver cannot tell yet."""
+    count = getattr(result, "rowcount", -1)
+    return count if isinstance(count, int) else -1
+
+
+def _refuse_unread_rows(
+    tracked: TrackedModel, operation: Operation, matched: int, read: int
+) -> None:
+    """Fail when the statement changed rows that were not read before it ran.
+
+    Under READ COMMITTED another transaction may insert and commit a matching row
+    between sqlaudit's read and the statement; its old values were never seen, so
+    it cannot be recorded truthfully. (The caller marks the transaction so that it
+    cannot commit.)
+
+    Raises:
+        BulkStatementError: more rows matched than were read.
+    """
+    if matched > read:
+        raise BulkStatementError(
+            f"A bulk {operation.value} of {tracked.model.__name__} changed {matched} rows "
+            f"but sqlaudit had read {read} of them: another transaction inserted matching "
+            "rows in between (READ COMMITTED). Their change rows cannot be written, so "
+            "roll back and retry, or run the transaction at REPEATABLE READ."
+        )
 
 
 def _invoke_insert(
@@ -388,14 +504,25 @@ def _invoke_insert(
         )
     dialect = orm_state.session.get_bind(mapper=mapper).dialect
     supported = dialect.insert_executemany_returning if parameters else dialect.insert_returning
-    if getattr(statement, "_returning", ()) or not supported or statement.select is not None:
+    model = tracked.model.__name__
+    if statement.select is not None:
         raise BulkStatementError(
-            f"sqlaudit cannot tell which {tracked.model.__name__} rows this bulk insert "
-            f"creates on {dialect.name} (no primary keys given"
-            f"{', a RETURNING clause of its own' if statement._returning else ''}"
-            f"{', an INSERT ... SELECT' if statement.select is not None else ''}), so it "
-            "would commit without audit rows: give each row its primary key "
-            f"({', '.join(tracked.primary_key)}) or use session.add_all()."
+            f"An INSERT ... SELECT into {model} cannot be audited: its rows are built by "
+            "the database, and sqlaudit cannot tell which it creates or what they hold. "
+            f"Read the rows and insert them with session.execute(insert({model}), rows) "
+            "or session.add_all()."
+        )
+    if getattr(statement, "_returning", ()) or not supported:
+        reason = (
+            "it has a RETURNING clause of its own"
+            if getattr(statement, "_returning", ())
+            else f"{dialect.name} cannot return the keys it generates"
+        )
+        raise BulkStatementError(
+            f"sqlaudit cannot tell which {model} rows this bulk insert creates: no row "
+            f"gives its primary key and {reason}, so it would commit without audit rows. "
+            f"Give each row its primary key ({', '.join(tracked.primary_key)}) or use "
+            "session.add_all()."
         )
     pk_columns = columns(mapper, tracked.primary_key)
     result = invoke(statement.returning(*pk_columns))
@@ -418,8 +545,9 @@ def _keep_rowcount(result: Result[Any], count: int) -> None:
             setattr(result, "rowcount", count)  # noqa: B010 - not always a declared attribute
 
 
-# Prefix words that make an INSERT skip or replace existing rows.
-_UPSERT_PREFIXES = frozenset({"IGNORE", "OR", "REPLACE"})
+# Prefix words that make an INSERT skip or replace existing rows (SQLite's INSERT OR
+# ABORT / FAIL / ROLLBACK only choose how a failure ends, and insert or fail).
+_UPSERT_PREFIXES = frozenset({"IGNORE", "REPLACE"})
 
 
 def is_upsert(statement: Any) -> bool:

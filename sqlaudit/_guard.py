@@ -16,8 +16,10 @@ Three guards, used by the flush hooks and the bulk-statement hook:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
@@ -29,6 +31,7 @@ from sqlaudit.context import auditing_disabled
 from sqlaudit.exceptions import BulkStatementError, UnauditedWriteError
 
 __all__ = [
+    "after_soft_rollback",
     "after_transaction_end",
     "before_commit",
     "install_legacy_guards",
@@ -73,29 +76,72 @@ def refuse_autocommit(
         )
 
 
-def poison(session: Session, error: BaseException) -> None:
-    """Keep the session's current transaction from committing (a statement ran unaudited)."""
-    root = session.get_transaction()
-    if root is not None:
-        session.info[_POISON_KEY] = (root, f"{type(error).__name__}: {error}")
+@dataclass(slots=True)
+class _Mark:
+    """A session transaction holding a change whose rows were not written."""
+
+    transaction: SessionTransaction  # innermost when the statement ran; moves outwards
+    scope: Any  # the connection's innermost transaction then (Core)
+    reason: str
+    moved_from: SessionTransaction | None = None
+
+
+def poison(
+    session: Session, connection: Connection | None, error: BaseException, what: str
+) -> None:
+    """Keep the change of a statement that ran unaudited from committing.
+
+    The session transaction the statement ran in (a savepoint, or the root) is
+    marked. Rolling that savepoint back clears the mark; releasing it moves the
+    mark to the enclosing transaction; ``commit()`` raises while a mark is held;
+    and a root transaction that ends without a rollback (``close()`` of a session
+    joined to a connection's own transaction) rolls that connection transaction
+    back, so the change cannot be committed from outside either.
+    """
+    current = session.get_nested_transaction() or session.get_transaction()
+    if current is None:
+        return
+    scope = None
+    if connection is not None:
+        scope = connection.get_nested_transaction() or connection.get_transaction()
+    session.info[_POISON_KEY] = _Mark(current, scope, f"{what}: {type(error).__name__}: {error}")
 
 
 def before_commit(session: Session) -> None:
-    """Refuse to commit a transaction :func:`poison` marked (a ``before_commit`` listener)."""
-    poisoned = session.info.get(_POISON_KEY)
-    if poisoned is not None and poisoned[0] is session.get_transaction():
+    """Refuse to commit while a change is marked (a ``before_commit`` listener)."""
+    mark: _Mark | None = session.info.get(_POISON_KEY)
+    if mark is not None:
         raise UnauditedWriteError(
-            "This transaction cannot commit: a statement on a tracked model ran but its "
-            f"change rows could not be written ({poisoned[1]}). Call session.rollback(), "
-            "then retry the work."
+            f"This transaction cannot commit: {mark.reason}. The change ran but its change "
+            "rows could not be written. Call session.rollback() (or roll back the "
+            "savepoint it ran in), then retry the work."
         )
 
 
 def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    """Forget the mark once its transaction ends (an ``after_transaction_end`` listener)."""
-    poisoned = session.info.get(_POISON_KEY)
-    if poisoned is not None and poisoned[0] is transaction:
-        del session.info[_POISON_KEY]  # rolled back or closed: the change is gone
+    """Move the mark outwards, or end it with its root (an ``after_transaction_end`` listener)."""
+    mark: _Mark | None = session.info.get(_POISON_KEY)
+    if mark is None or mark.transaction is not transaction:
+        return
+    parent = transaction.parent
+    if parent is not None:
+        # Released or rolled back: after_soft_rollback, which follows, tells.
+        mark.transaction, mark.moved_from = parent, transaction
+        return
+    del session.info[_POISON_KEY]
+    scope = mark.scope
+    if scope is not None and scope.is_active:
+        # Ended without a rollback (close() of a session joined to a connection's own
+        # transaction): roll that back, so the change cannot commit from outside.
+        with contextlib.suppress(Exception):  # a broken connection commits nothing
+            scope.rollback()
+
+
+def after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
+    """Clear the mark when the transaction holding the change rolled back."""
+    mark: _Mark | None = session.info.get(_POISON_KEY)
+    if mark is not None and (mark.moved_from is previous or mark.transaction is previous):
+        del session.info[_POISON_KEY]
 
 
 _LEGACY: dict[str, str] = {
@@ -112,7 +158,9 @@ def _tracked_classes(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         classes = {type(obj) for obj in objects}
     else:
         target = kwargs.get("mapper", args[0] if args else None)
-        classes = {sa_inspect(target).class_} if target is not None else set()
+        # A class's mappings may reach rows of its subclasses (single-table inheritance).
+        mappers = sa_inspect(target).self_and_descendants if target is not None else []
+        classes = {mapper.class_ for mapper in mappers}
     return [cls for cls in classes if _registry.lookup(cls) is not None]
 
 

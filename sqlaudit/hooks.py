@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from weakref import WeakSet
@@ -150,17 +151,24 @@ _CHECKED_KEY = "sqlaudit.transactional"
 def _refuse_autocommit(session: Session, models: set[type[Any]], changes_anything: Any) -> None:
     """Refuse the flush before it runs when its tracked changes would autocommit.
 
-    Checked once per session transaction (the isolation level is fixed when it
-    begins).
+    Every bind the flush writes tracked rows on is checked; one found transactional
+    is remembered for the rest of the session transaction (its isolation level is
+    fixed when it begins), one found in AUTOCOMMIT is checked again at every flush.
     """
     root = session.get_transaction()
-    if root is not None and session.info.get(_CHECKED_KEY) is root:
-        return
+    checked: tuple[Any, set[Any]] | None = session.info.get(_CHECKED_KEY)
+    if checked is None or checked[0] is not root:
+        checked = session.info[_CHECKED_KEY] = (root, set())
     for model in models:
-        connection = session.connection(bind_arguments={"mapper": sa_inspect(model)})
-        if _guard.is_autocommit(connection, {}) and changes_anything():
+        mapper = sa_inspect(model)
+        bind = session.get_bind(mapper=mapper)
+        if bind in checked[1]:
+            continue
+        connection = session.connection(bind_arguments={"mapper": mapper})
+        if not _guard.is_autocommit(connection, {}):
+            checked[1].add(bind)
+        elif changes_anything():
             _guard.refuse_autocommit(connection, {}, models)
-    session.info[_CHECKED_KEY] = session.get_transaction()
 
 
 # The committed value of an attribute assigned while expired or never loaded:
@@ -366,7 +374,8 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
     # dirty and deleted objects as they were, to be recorded when they are flushed.
     # Deletes first: a delete and an insert of one key in one flush (SQLAlchemy's
     # "row switch") happened in that order.
-    done = [item for item in capture.pending if _flushed(item)]
+    written = flushed_states(flush_context)
+    done = [item for item in capture.pending if _flushed(item, written)]
     done.sort(key=lambda item: item.operation is not Operation.DELETE)
     if not done:
         return
@@ -439,14 +448,32 @@ def _read_stored_values(session: Session, done: list[_Pending], news: list[dict[
                     set_committed_value(item.obj, name, values[name])
 
 
-def _flushed(item: _Pending) -> bool:
-    """Tell whether the flush that just ended wrote this object's change."""
-    state = item.state
-    if item.operation is Operation.INSERT:
-        return state.key is not None
+def flushed_states(flush_context: UOWTransaction) -> Mapping[Any, tuple[bool, bool]]:
+    """Return the states the flush wrote: ``{state: (isdelete, listonly)}``.
+
+    The unit of work keeps them in ``UOWTransaction.states``, an attribute without
+    a public accessor; this is the one place that reads it (tests/test_fail_closed.py
+    breaks if it goes away).
+    """
+    states: Mapping[Any, tuple[bool, bool]] = flush_context.states
+    return states
+
+
+def _flushed(item: _Pending, written: Mapping[Any, tuple[bool, bool]]) -> bool:
+    """Tell whether the flush that just ended wrote this object's change.
+
+    Judged by the flush itself, not by the object's state afterwards (a listener may
+    have changed it again since).
+    """
+    entry = written.get(item.state)
+    if entry is None:
+        return False
+    isdelete, listonly = entry
     if item.operation is Operation.DELETE:
-        return not state.persistent
-    return not state.modified  # a flushed object's changes are committed to its state
+        # A row switch (a delete and an add of one key, sent as one UPDATE) leaves
+        # the deleted object listed only; its row was replaced all the same.
+        return isdelete
+    return not isdelete and not listonly and item.state.key is not None
 
 
 def _moved_rows(item: _Pending, resource_id: str, stamp: FlushStamp) -> list[ChangeRow]:
@@ -535,6 +562,7 @@ _EVENTS: tuple[tuple[str, Any], ...] = (
     ("after_flush_postexec", _after_flush_postexec),
     ("before_commit", _guard.before_commit),
     ("after_transaction_end", _guard.after_transaction_end),
+    ("after_soft_rollback", _guard.after_soft_rollback),
 )
 
 
