@@ -104,44 +104,52 @@ def poison(
     scope = None
     if connection is not None:
         scope = connection.get_nested_transaction() or connection.get_transaction()
-    session.info[_POISON_KEY] = _Mark(current, scope, f"{what}: {type(error).__name__}: {error}")
+    reason = f"{what}: {type(error).__name__}: {error}"
+    session.info.setdefault(_POISON_KEY, []).append(_Mark(current, scope, reason))
+
+
+def _marks(session: Session) -> list[_Mark]:
+    marks: list[_Mark] = session.info.get(_POISON_KEY) or []
+    return marks
 
 
 def before_commit(session: Session) -> None:
     """Refuse to commit while a change is marked (a ``before_commit`` listener)."""
-    mark: _Mark | None = session.info.get(_POISON_KEY)
-    if mark is not None:
+    marks = _marks(session)
+    if marks:
         raise UnauditedWriteError(
-            f"This transaction cannot commit: {mark.reason}. The change ran but its change "
-            "rows could not be written. Call session.rollback() (or roll back the "
+            f"This transaction cannot commit: {marks[0].reason}. The change ran but its "
+            "change rows could not be written. Call session.rollback() (or roll back the "
             "savepoint it ran in), then retry the work."
         )
 
 
 def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    """Move the mark outwards, or end it with its root (an ``after_transaction_end`` listener)."""
-    mark: _Mark | None = session.info.get(_POISON_KEY)
-    if mark is None or mark.transaction is not transaction:
-        return
-    parent = transaction.parent
-    if parent is not None:
-        # Released or rolled back: after_soft_rollback, which follows, tells.
-        mark.transaction, mark.moved_from = parent, transaction
-        return
-    del session.info[_POISON_KEY]
-    scope = mark.scope
-    if scope is not None and scope.is_active:
-        # Ended without a rollback (close() of a session joined to a connection's own
-        # transaction): roll that back, so the change cannot commit from outside.
-        with contextlib.suppress(Exception):  # a broken connection commits nothing
-            scope.rollback()
+    """Move marks outwards, or end them with their root (an ``after_transaction_end`` listener)."""
+    marks = _marks(session)
+    for mark in [mark for mark in marks if mark.transaction is transaction]:
+        parent = transaction.parent
+        if parent is not None:
+            # Released or rolled back: after_soft_rollback, which follows, tells.
+            mark.transaction, mark.moved_from = parent, transaction
+            continue
+        marks.remove(mark)
+        scope = mark.scope
+        if scope is not None and scope.is_active:
+            # Ended without a rollback (close() of a session joined to a connection's
+            # own transaction): roll that back, so the change cannot commit from outside.
+            with contextlib.suppress(Exception):  # a broken connection commits nothing
+                scope.rollback()
 
 
 def after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
-    """Clear the mark when the transaction holding the change rolled back."""
-    mark: _Mark | None = session.info.get(_POISON_KEY)
-    if mark is not None and (mark.moved_from is previous or mark.transaction is previous):
-        del session.info[_POISON_KEY]
+    """Clear the marks of changes the rolled-back transaction held."""
+    marks = _marks(session)
+    marks[:] = [
+        mark
+        for mark in marks
+        if mark.moved_from is not previous and mark.transaction is not previous
+    ]
 
 
 _LEGACY: dict[str, str] = {

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Time,
+    Uuid,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import mysql
@@ -100,7 +102,23 @@ def differs_when_stored(type_: TypeEngine[Any], dialect_name: str) -> Check | No
     ``None`` means the database keeps every value of the type as given (or the
     type is one this module does not judge: a ``TypeDecorator``, JSON, ...).
     """
-    if isinstance(type_, (TypeDecorator, Enum, mysql.SET)):
+    if isinstance(type_, TypeDecorator):
+        cls = type(type_)
+        if (
+            cls.process_bind_param is not TypeDecorator.process_bind_param
+            or cls.bind_processor is not TypeDecorator.bind_processor
+        ):
+            # It changes values on their way in (PickleType, a UTC decorator, ...):
+            # only the database can tell what it holds.
+            return lambda value: True
+        return differs_when_stored(type_.impl_instance, dialect_name)
+    if isinstance(type_, Enum):
+        kind = type_.enum_class or str  # a name assigned for a member reads back a member
+        return lambda value: not isinstance(value, kind)
+    if isinstance(type_, Uuid):
+        uuid_kind = UUID if type_.as_uuid else str
+        return lambda value: type(value) is not uuid_kind
+    if isinstance(type_, mysql.SET):
         return None
     if isinstance(type_, Boolean):
         return lambda value: type(value) is not bool

@@ -109,11 +109,14 @@ def _transaction_id(session: Session, connection: Connection) -> str:
 def write(
     session: Session,
     config: SQLAuditConfig,
-    rows_by_mapper: Mapping[Any, Sequence[ChangeRow]],
+    rows_by_mapper: Mapping[Any, Sequence[ChangeRow]] | Sequence[tuple[Any, Sequence[ChangeRow]]],
     execution_options: Mapping[str, Any] | None = None,
     bind_arguments: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the rows with one executemany INSERT per connection (usually exactly one).
+
+    ``rows_by_mapper``: ``{mapper: rows}``, or ``(mapper, rows)`` pairs when the
+    order of writing matters across mappers (ids follow it on each connection).
 
     ``execution_options``: a bulk statement's own ``schema_translate_map``, which the
     change rows follow as they follow a connection's. ``bind_arguments``: a bulk
@@ -121,7 +124,8 @@ def write(
     the connection, and the transaction, the statement ran in.
     """
     connections: dict[int, tuple[Any, list[ChangeRow]]] = {}
-    for mapper, rows in rows_by_mapper.items():
+    pairs = rows_by_mapper.items() if isinstance(rows_by_mapper, Mapping) else rows_by_mapper
+    for mapper, rows in pairs:
         arguments = dict(bind_arguments) if bind_arguments else {"mapper": mapper}
         connection = session.connection(bind_arguments=arguments)
         connections.setdefault(id(connection), (connection, []))[1].extend(rows)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
@@ -40,7 +40,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
-from sqlalchemy.sql.elements import ClauseElement
 
 from sqlaudit import _bulk, _guard, _registry
 from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
@@ -68,6 +67,7 @@ class _Pending:
     resource_id: str | None  # None for inserts until the key exists
     missing: list[str] = field(default_factory=list)  # old values still to be read
     keyed: bool = False  # an update that assigned the key: it may have moved the resource
+    key_before: dict[str, Any] = field(default_factory=dict)  # untracked key fields, as read
 
 
 @dataclass(slots=True)
@@ -106,7 +106,11 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
             continue
         state = instance_state(obj)
         committed = state.committed_state
-        if not any(name in committed for name in tracked.fields):
+        if (
+            not any(name in committed for name in tracked.fields)
+            and not any(name in committed for name in tracked.key_fields)
+            and not _post_update_fields(tracked, committed)
+        ):
             continue  # only untracked attributes were assigned
         models.add(tracked.model)
         dirty.append((state, tracked))
@@ -121,8 +125,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
             continue
         models.add(tracked.model)
         state = instance_state(obj)
-        resource_id = tracked.resource_id(obj, _identity(state))
-        snapshot = _delete_snapshot(obj, state, tracked, resource_id)
+        snapshot = _delete_snapshot(obj, state, tracked)
         before[id(obj)] = snapshot
         if snapshot.missing:
             unknown.setdefault(tracked, []).append(snapshot)
@@ -143,6 +146,13 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
         _refuse_autocommit(session, models, changes_anything)
     for tracked, snapshots in unknown.items():
         _read_old_values(session, tracked, snapshots)
+    for snapshot in before.values():
+        if snapshot.operation is Operation.DELETE:
+            # The id the row had: a key field edited before the delete never reached it.
+            values = {**snapshot.key_before, **snapshot.old}
+            snapshot.resource_id = snapshot.tracked.resource_id_of(
+                _identity(snapshot.state) or (), values
+            )
 
 
 _CHECKED_KEY = "sqlaudit.transactional"
@@ -177,32 +187,53 @@ _UNKNOWN = NO_VALUE
 
 
 def _update_snapshot(obj: Any, state: InstanceState[Any], tracked: TrackedModel) -> _Pending | None:
-    """Keep, before the flush, the old values the flush would lose.
+    """List, before the flush, the old values to read from the database.
 
-    Two kinds: attributes assigned a SQL expression (the flush expires them, and
-    their history with them), and attributes assigned while expired or unloaded
-    (their old value was never loaded). The first are known now; the second are
-    listed in ``missing`` for one batched read per model.
+    Every tracked attribute the flush will write, and a key field it changes, is
+    read (locked) just before the flush's UPDATE, in one query per model: the value
+    the session loaded may be stale (another transaction changed the row since, or
+    a bulk statement did), never loaded (assigned while expired) or about to be
+    lost (a SQL expression, expired by the flush).
     """
     committed = state.committed_state
     if not committed:
         return None
-    data = state.dict
-    old: dict[str, Any] = {}
-    missing: list[str] = []
-    for name in tracked.fields:
-        if name not in committed:
-            continue
-        value = committed[name]
-        if value is _UNKNOWN:
-            missing.append(name)
-        elif isinstance(data.get(name), ClauseElement):
-            old[name] = value
-    if not old and not missing:
+    missing = list(changed_fields(tracked.fields, committed, state.dict, tracked.equals))
+    missing.extend(name for name in tracked.key_fields if name in committed and name not in missing)
+    missing.extend(name for name in _post_update_fields(tracked, committed) if name not in missing)
+    if not missing:
         return None
-    snapshot = _Pending(obj, state, tracked, Operation.UPDATE, old, None)
+    snapshot = _Pending(obj, state, tracked, Operation.UPDATE, {}, None)
     snapshot.missing = missing
     return snapshot
+
+
+_post_updates: WeakKeyDictionary[TrackedModel, dict[str, tuple[str, ...]]] = WeakKeyDictionary()
+
+
+def _post_update_fields(tracked: TrackedModel, committed: Mapping[str, Any]) -> list[str]:
+    """Return tracked foreign keys that a changed ``post_update`` relationship will set.
+
+    The flush sets them in a second UPDATE, which no mapper event precedes, so their
+    old values are read before the flush.
+    """
+    by_relationship = _post_updates.get(tracked)
+    if by_relationship is None:
+        mapper = sa_inspect(tracked.model)
+        by_relationship = {}
+        for relationship in mapper.relationships:
+            if relationship.post_update:
+                names = tuple(
+                    prop.key
+                    for column in relationship.local_columns
+                    if (prop := mapper.get_property_by_column(column)).key in tracked.fields
+                )
+                if names:
+                    by_relationship[relationship.key] = names
+        _post_updates[tracked] = by_relationship
+    if not by_relationship:
+        return []
+    return [name for key, names in by_relationship.items() if key in committed for name in names]
 
 
 def _read_old_values(session: Session, tracked: TrackedModel, snapshots: list[_Pending]) -> None:
@@ -220,11 +251,13 @@ def _read_old_values(session: Session, tracked: TrackedModel, snapshots: list[_P
     for query in _bulk.select_by_keys(mapper, tracked, names, keys, lock=True):
         rows.extend(session.execute(query, bind_arguments={"mapper": mapper}).all())
     values = _bulk.rows_by_key(rows, len(tracked.primary_key), names)
+    fields = set(tracked.fields)
     for item in snapshots:
         identity = _identity(item.state)
         current = values.get(identity, {}) if identity is not None else {}
         for name in item.missing:
-            item.old[name] = current.get(name)
+            target = item.old if name in fields else item.key_before
+            target[name] = current.get(name)
 
 
 def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
@@ -290,15 +323,16 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
             continue
         old = changed_fields(tracked.fields, committed, state.dict, tracked.equals)
         if snapshot is not None:
-            # Old values only the snapshot knows: SQL expressions (expired by the
-            # flush, history and all) and values read from the database.
+            # The values read from the database before the flush (only for fields
+            # the flush writes) replace what the session remembered; a SQL
+            # expression's field is known only to the snapshot (the flush expired it).
             old.update(snapshot.old)
         _refuse_unknown_old_values(tracked, committed, old, snapshot)
         keyed = any(name in committed for name in tracked.key_fields)
         if old or keyed:
             capture = capture or _capture_of(session, tracked)
             if keyed and tracked.resource_id_field is not None:
-                resource_id = _resource_id_before(obj, state, tracked, old)
+                resource_id = _resource_id_before(obj, state, tracked, old, snapshot)
             else:  # the identity is still the key the row had before the flush
                 resource_id = tracked.resource_id(obj, _identity(state))
             update = _Pending(obj, state, tracked, Operation.UPDATE, old, resource_id)
@@ -381,41 +415,66 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         return
     first = done[0].state.mapper
     stamp = capture.author.stamp(session, session.connection(bind_arguments={"mapper": first}))
+    deleted = {
+        (item.tracked.table_name, item.resource_id)
+        for item in done
+        if item.operation is Operation.DELETE
+    }
     news: list[dict[str, Any]] = []
-    for item in done:
+    switched: set[int] = set()
+    for index, item in enumerate(done):
         if item.operation is Operation.DELETE:
             news.append({})
-        else:
-            names = item.tracked.fields if item.operation is Operation.INSERT else item.old
-            news.append(_current_values(item.obj, item.state, names))
-    _read_stored_values(session, done, news)
-    rows_by_mapper: dict[Any, list[ChangeRow]] = {}
+            continue
+        names = item.tracked.fields if item.operation is Operation.INSERT else item.old
+        news.append(_current_values(item.obj, item.state, names))
+        if item.operation is Operation.INSERT:
+            item.resource_id = item.tracked.resource_id(item.obj, _identity(item.state))
+            if (item.tracked.table_name, item.resource_id) in deleted:
+                # A row switch: SQLAlchemy updated the deleted object's row, so columns
+                # the new object left unset keep the old row's values. Read them all.
+                switched.add(index)
+    _read_stored_values(session, done, news, switched)
+    # Every delete of the flush (a changed key's end included) is written before any
+    # insert, so that two objects swapping keys never end a life just begun.
+    early: list[tuple[Any, list[ChangeRow]]] = []
+    late: list[tuple[Any, list[ChangeRow]]] = []
     for item, new in zip(done, news, strict=True):
         tracked, state = item.tracked, item.state
         resource_id = item.resource_id
         if resource_id is None or item.keyed:
             resource_id = tracked.resource_id(item.obj, _identity(state))  # after the flush
             if item.resource_id is not None and item.resource_id != resource_id:
-                rows = _moved_rows(item, resource_id, stamp)
-                rows_by_mapper.setdefault(state.mapper, []).extend(rows)
+                ended, begun = _moved_rows(item, resource_id, stamp)
+                early.append((state.mapper, ended))
+                late.append((state.mapper, begun))
                 continue
         rows = change_rows(tracked, item.operation, resource_id, item.old, new, stamp)
         if rows:
-            rows_by_mapper.setdefault(state.mapper, []).extend(rows)
-    write(session, capture.author.config, rows_by_mapper)
+            (early if item.operation is Operation.DELETE else late).append((state.mapper, rows))
+    write(session, capture.author.config, early + late)
 
 
-def _read_stored_values(session: Session, done: list[_Pending], news: list[dict[str, Any]]) -> None:
+def _read_stored_values(
+    session: Session,
+    done: list[_Pending],
+    news: list[dict[str, Any]],
+    switched: set[int],
+) -> None:
     """Replace new values the database may store otherwise by what it stores.
 
     ``Decimal("1.5")`` in a ``Numeric(10, 2)`` is stored as ``1.50``, a MySQL
     ``DATETIME`` drops microseconds (see :mod:`sqlaudit._stored`). Such values are
     read back, one SELECT per model, only when one occurs; the object is given the
     stored value too, so the next change's old value chains with this one.
+    ``switched``: indexes of inserts that took over a deleted row (read in full).
     """
     wanted: dict[TrackedModel, list[tuple[_Pending, dict[str, Any], list[str]]]] = {}
     checks_by_mapper: dict[Any, dict[str, Any]] = {}
-    for item, new in zip(done, news, strict=True):
+    for index, (item, new) in enumerate(zip(done, news, strict=True)):
+        if index in switched:
+            wanted.setdefault(item.tracked, []).append((item, new, list(item.tracked.fields)))
+            continue
         if not new:
             continue
         mapper = item.state.mapper
@@ -445,7 +504,8 @@ def _read_stored_values(session: Session, done: list[_Pending], news: list[dict[
             for name in item_names:
                 if name in values:
                     new[name] = values[name]
-                    set_committed_value(item.obj, name, values[name])
+                    if item.state.dict.get(name, NO_VALUE) is not values[name]:
+                        set_committed_value(item.obj, name, values[name])
 
 
 def flushed_states(flush_context: UOWTransaction) -> Mapping[Any, tuple[bool, bool]]:
@@ -476,7 +536,9 @@ def _flushed(item: _Pending, written: Mapping[Any, tuple[bool, bool]]) -> bool:
     return not isdelete and not listonly and item.state.key is not None
 
 
-def _moved_rows(item: _Pending, resource_id: str, stamp: FlushStamp) -> list[ChangeRow]:
+def _moved_rows(
+    item: _Pending, resource_id: str, stamp: FlushStamp
+) -> tuple[list[ChangeRow], list[ChangeRow]]:
     """Record an update that changed the resource id as a delete and an insert, linked.
 
     The old id's life ends with its last values, the new id's begins with every
@@ -493,23 +555,30 @@ def _moved_rows(item: _Pending, resource_id: str, stamp: FlushStamp) -> list[Cha
         "sqlaudit.key_change": {"from": old_id, "to": resource_id},
     }
     linked = replace(stamp, extra=context)
-    return [
-        *change_rows(tracked, Operation.DELETE, old_id, last, {}, linked),
-        *change_rows(tracked, Operation.INSERT, resource_id, {}, current, linked),
-    ]
+    return (
+        change_rows(tracked, Operation.DELETE, old_id, last, {}, linked),
+        change_rows(tracked, Operation.INSERT, resource_id, {}, current, linked),
+    )
 
 
 def _resource_id_before(
-    obj: Any, state: InstanceState[Any], tracked: TrackedModel, old: dict[str, Any]
+    obj: Any,
+    state: InstanceState[Any],
+    tracked: TrackedModel,
+    old: dict[str, Any],
+    snapshot: _Pending | None,
 ) -> str:
     """Return the resource id the object had before this flush (it may be changing it)."""
     name = tracked.resource_id_field
     if name is None:
         return tracked.resource_id(obj, _identity(state))  # the identity is still the old key
-    committed = state.committed_state.get(name, NO_VALUE)
-    if committed is NO_VALUE:
-        committed = old.get(name, NO_VALUE)
-    value = state.dict.get(name) if committed is NO_VALUE else committed
+    value = old.get(name, NO_VALUE)
+    if value is NO_VALUE and snapshot is not None:
+        value = snapshot.key_before.get(name, NO_VALUE)
+    if value is NO_VALUE:
+        value = state.committed_state.get(name, NO_VALUE)
+    if value is NO_VALUE:
+        value = state.dict.get(name)
     return tracked.resource_id_of((), {name: value})
 
 
@@ -519,28 +588,20 @@ def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
     return None if key is None else tuple(key[1])
 
 
-def _delete_snapshot(
-    obj: Any, state: InstanceState[Any], tracked: TrackedModel, resource_id: str
-) -> _Pending:
-    """Keep the values the database holds for an object about to be deleted.
+def _delete_snapshot(obj: Any, state: InstanceState[Any], tracked: TrackedModel) -> _Pending:
+    """List the values to read for an object about to be deleted: its last values.
 
-    An edit made and not flushed before the delete never reached the database, so
-    its committed side is used (read from the database when it was never loaded);
-    an expired attribute is loaded (one SELECT for all of them).
+    Every tracked field (and an untracked resource-id field) is read from the
+    database, locked, in one query per model: what the session holds may be an
+    edit never flushed, a value never loaded, or stale.
     """
-    committed = state.committed_state
-    old: dict[str, Any] = {}
-    missing: list[str] = []
-    for name in tracked.fields:
-        if name in committed:
-            if committed[name] is _UNKNOWN:
-                missing.append(name)
-            else:
-                old[name] = committed[name]
-        else:
-            old[name] = getattr(obj, name)
-    snapshot = _Pending(obj, state, tracked, Operation.DELETE, old, resource_id)
-    snapshot.missing = missing
+    snapshot = _Pending(obj, state, tracked, Operation.DELETE, {}, None)
+    snapshot.missing = [
+        *tracked.fields,
+        *(n for n in tracked.key_fields if n not in tracked.fields),
+    ]
+    if tracked.resource_id_field is None:
+        snapshot.missing = list(tracked.fields)
     return snapshot
 
 

@@ -7,6 +7,7 @@ Each test names the case it guards. Bulk statements run on both bulk paths
 from __future__ import annotations
 
 import contextlib
+import enum
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    TypeDecorator,
     bindparam,
     delete,
     event,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.mutable import MutableDict
@@ -42,6 +45,13 @@ from sqlaudit import (
 )
 from sqlaudit._bulk import is_upsert, set_clause_keys
 from sqlaudit._guard import is_autocommit
+
+
+class Color(enum.Enum):
+    """A column's Enum class."""
+
+    red = "red"
+    green = "green"
 
 
 def declare_account(base):
@@ -1039,3 +1049,199 @@ def test_insert_or_abort_is_not_an_upsert(base):
     for word in ("ABORT", "FAIL", "ROLLBACK"):
         assert not is_upsert(insert(Account).values(id=1).prefix_with(f"OR {word}"))
     assert is_upsert(insert(Account).values(id=1).prefix_with("OR REPLACE"))
+
+
+# --- Review 2: the flush path reads what it replaces ------------------------------------------
+
+
+def test_a_stale_session_records_the_value_the_database_held(audit, Account):
+    """Another session changed the row after this one loaded it: the old value is the database's."""
+    with audit.Session() as mine, audit.Session() as theirs:
+        account = mine.get(Account, 1)
+        theirs.get(Account, 1).full = "Other"
+        theirs.commit()
+        account.full = "Mine"
+        mine.commit()
+    updates_of_1 = [
+        row[2:] for row in history(Account, filter_resource_ids=1) if row[0] == "update"
+    ]
+    assert updates_of_1 == [("full", "Ann", "Other"), ("full", "Other", "Mine")]
+
+
+def test_a_stale_session_writing_the_value_already_there_records_nothing(audit, Account):
+    """Assigning what another session already wrote changes nothing: no forged update."""
+    with audit.Session() as mine, audit.Session() as theirs:
+        account = mine.get(Account, 1)
+        theirs.get(Account, 1).full = "Same"
+        theirs.commit()
+        account.full = "Same"
+        mine.commit()
+    assert [row[2:] for row in history(Account) if row[0] == "update"] == [("full", "Ann", "Same")]
+
+
+def test_a_bulk_update_then_a_flush_chain(audit, Account, bulk_path):
+    """A flush after a bulk update records the bulk's stored value as its old value."""
+    with audit.Session() as session:
+        account = session.get(Account, 1)
+        session.execute(
+            update(Account).where(Account.id == 1).values(full="Bulk"),
+            execution_options={"synchronize_session": False},
+        )
+        account.full = "Flush"  # the session still believes "Ann"
+        session.commit()
+    assert [row[2:] for row in history(Account) if row[0] == "update"] == [
+        ("full", "Ann", "Bulk"),
+        ("full", "Bulk", "Flush"),
+    ]
+
+
+def test_two_failures_keep_two_marks(audit, Account, bulk_path):
+    """A second failure, rolled back in its savepoint, does not clear the first one's mark."""
+    with audit.Session() as session:
+        with change_rows_fail(audit):
+            failing_update(session, Account, key=1)
+        savepoint = session.begin_nested()
+        with change_rows_fail(audit):
+            failing_update(session, Account, key=2)
+        savepoint.rollback()
+        with pytest.raises(UnauditedWriteError):
+            session.commit()
+        session.rollback()
+    assert table_rows(audit, Account) == [(1, "Ann", 1), (2, "Bob", 2)]
+
+
+def declare_coded(base, tracked_fields):
+    @track_table(tracked_fields=tracked_fields, resource_id_field="code")
+    class Coded(base):
+        __tablename__ = "coded"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        code: Mapped[str] = mapped_column(String(20))
+        name: Mapped[str] = mapped_column(String(20))
+
+    return Coded
+
+
+@pytest.mark.parametrize(
+    "tracked_fields", [["name"], ["code", "name"]], ids=["untracked", "tracked"]
+)
+def test_a_resource_id_field_changed_while_expired_moves_the_history(audit, base, tracked_fields):
+    """An expired resource_id_field assigned a new value ends the old id and starts the new."""
+    Coded = declare_coded(base, tracked_fields)
+    audit.create_tables()
+    with audit.Session() as session:
+        item = Coded(id=1, code="c1", name="a")
+        session.add(item)
+        session.commit()  # expires item
+        item.code = "c1x"
+        session.commit()
+    assert [row[0] for row in history(Coded, filter_resource_ids="c1")][-1] == "delete"
+    assert {row[0] for row in history(Coded, filter_resource_ids="c1x")} == {"insert"}
+
+
+def test_a_resource_id_field_edited_then_deleted_records_the_delete_under_the_stored_id(
+    audit, base
+):
+    """An unflushed edit of the id field before a delete never reached the row: its old id ends."""
+    Coded = declare_coded(base, ["name"])
+    audit.create_tables()
+    with audit.Session() as session:
+        item = Coded(id=1, code="c1", name="a")
+        session.add(item)
+        session.commit()
+        item.code = "c1-new"
+        session.delete(item)
+        session.commit()
+    assert history(Coded, filter_resource_ids="c1")[-1][0] == "delete"
+    assert history(Coded, filter_resource_ids="c1-new") == []
+
+
+def test_two_objects_swapping_resource_ids_in_one_flush(audit, base):
+    """Both old lives end before either new one begins, so both ids end alive."""
+    Coded = declare_coded(base, ["name"])
+    audit.create_tables()
+    with audit.Session() as session:
+        first, second = Coded(id=1, code="a", name="x"), Coded(id=2, code="b", name="y")
+        session.add_all([first, second])
+        session.commit()
+        first.code, second.code = "b", "a"
+        session.commit()
+    for code, name in (("a", "y"), ("b", "x")):
+        rows = history(Coded, filter_resource_ids=code)
+        assert rows[-1][0] == "insert" and rows[-1][4] == name
+        assert rows[-2][0] == "delete"
+
+
+def test_a_post_update_foreign_key_assigned_while_expired_is_recorded(audit, base):
+    """A post_update relationship sets its key in a second UPDATE; the old value is still read."""
+
+    class Child(base):
+        __tablename__ = "pu_children"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int | None] = mapped_column(Integer)  # no FK: no table cycle
+
+    @track_table(tracked_fields=["name", "fav_id"])
+    class Parent(base):
+        __tablename__ = "pu_parents"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(20))
+        fav_id: Mapped[int | None] = mapped_column(ForeignKey("pu_children.id"))
+        fav: Mapped[Child | None] = relationship(foreign_keys=[fav_id], post_update=True)
+
+    audit.create_tables()
+    with audit.Session() as session:
+        parent = Parent(id=1, name="p")
+        session.add(parent)
+        session.flush()
+        session.add_all([Child(id=1, parent_id=1), Child(id=2, parent_id=1)])
+        session.flush()
+        parent.fav = session.get(Child, 1)
+        session.commit()  # expires parent
+        parent.fav = session.get(Child, 2)
+        session.commit()
+    assert [row[2:] for row in history(Parent) if row[0] == "update"] == [
+        ("fav_id", None, 1),
+        ("fav_id", 1, 2),
+    ]
+
+
+class Lower(TypeDecorator):
+    """Stores text lower-cased: the database holds something else than was assigned."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else value.lower()
+
+
+def test_values_changed_on_their_way_in_are_recorded_as_stored(audit, base):
+    """A TypeDecorator that changes values, an Enum assigned by name: recorded as stored."""
+
+    @track_table(tracked_fields=["label", "color"])
+    class Paint(base):
+        __tablename__ = "paints"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        label: Mapped[str] = mapped_column(Lower())
+        color: Mapped[Color] = mapped_column(SAEnum(Color))
+
+    audit.create_tables()
+    with audit.Session() as session:
+        session.add(Paint(id=1, label="ABC", color="green"))
+        session.commit()
+    assert history(Paint) == [
+        ("insert", "1", "label", None, "abc"),
+        ("insert", "1", "color", None, Color.green),
+    ]
+
+
+def test_a_row_switch_records_the_columns_the_new_object_left_unset(audit, Account):
+    """The row switch keeps the old row's values where the new object set nothing: recorded so."""
+    with audit.Session() as session:
+        session.delete(session.get(Account, 1))
+        session.add(Account(id=1, full="New"))
+        session.commit()
+    stored = table_rows(audit, Account)[0]
+    last = history(Account, filter_resource_ids=1)
+    inserted = {row[2]: row[4] for row in last if row[0] == "insert"}
+    assert inserted["full"] == "New"
+    assert inserted.get("score") == stored[2]
