@@ -75,6 +75,14 @@ class SQLAuditConfig:
             database user may not create temporary tables, behind a pooler that
             shares connections per transaction, or with two-phase commit; such
             statements are then audited by reading their rows.
+        read_old_values: Read the value each flush's ``UPDATE`` or ``DELETE``
+            replaces from the database (one locked ``SELECT`` per model and flush),
+            so the recorded old value is the row's even when the session's copy is
+            stale (another transaction changed the row since it was loaded). Turn it
+            off to trust the values the session loaded (one statement less per
+            flush; a row changed meanwhile records the value the session saw, and an
+            assignment of the value already there records an update). Values the
+            session never loaded are read either way.
 
     Raises:
         InvalidTimeZoneError: ``time_zone`` names no known zone.
@@ -104,6 +112,7 @@ class SQLAuditConfig:
     create_table: bool = True
     require_user: bool = False
     bulk_in_database: bool = True
+    read_old_values: bool = True
 
     def __post_init__(self) -> None:
         if not callable(self.session_factory):
@@ -120,7 +129,7 @@ class SQLAuditConfig:
             )
         if not isinstance(self.table_name, str) or not self.table_name:
             raise ConfigurationTypeError("SQLAuditConfig.table_name must be a non-empty str.")
-        for name in ("create_table", "require_user", "bulk_in_database"):
+        for name in ("create_table", "require_user", "bulk_in_database", "read_old_values"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigurationTypeError(

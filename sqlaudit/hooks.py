@@ -40,14 +40,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.sql.elements import ClauseElement
 
 from sqlaudit import _bulk, _guard, _registry
 from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit._stored import checks_for
 from sqlaudit._writer import Author, resolve, write
+from sqlaudit.config import get_config
 from sqlaudit.context import auditing_disabled
-from sqlaudit.exceptions import UnauditedWriteError
+from sqlaudit.exceptions import NotConfiguredError, UnauditedWriteError
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
@@ -94,6 +96,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
     lookup = _registry.lookup
     models: set[type[Any]] = set()
     before: dict[int, _Pending] = {}
+    read_all = _reads_old_values()
     for obj in session.new:
         tracked = lookup(type(obj))
         if tracked is not None:
@@ -114,7 +117,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
             continue  # only untracked attributes were assigned
         models.add(tracked.model)
         dirty.append((state, tracked))
-        snapshot = _update_snapshot(obj, state, tracked)
+        snapshot = _update_snapshot(obj, state, tracked, read_all)
         if snapshot is not None:
             before[id(obj)] = snapshot
             if snapshot.missing:
@@ -125,7 +128,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
             continue
         models.add(tracked.model)
         state = instance_state(obj)
-        snapshot = _delete_snapshot(obj, state, tracked)
+        snapshot = _delete_snapshot(obj, state, tracked, read_all)
         before[id(obj)] = snapshot
         if snapshot.missing:
             unknown.setdefault(tracked, []).append(snapshot)
@@ -186,24 +189,57 @@ def _refuse_autocommit(session: Session, models: set[type[Any]], changes_anythin
 _UNKNOWN = NO_VALUE
 
 
-def _update_snapshot(obj: Any, state: InstanceState[Any], tracked: TrackedModel) -> _Pending | None:
+def _reads_old_values() -> bool:
+    try:
+        return get_config().read_old_values
+    except NotConfiguredError:  # resolve() raises it once a tracked change is seen
+        return True
+
+
+def _update_snapshot(
+    obj: Any, state: InstanceState[Any], tracked: TrackedModel, read_all: bool
+) -> _Pending | None:
     """List, before the flush, the old values to read from the database.
 
-    Every tracked attribute the flush will write, and a key field it changes, is
-    read (locked) just before the flush's UPDATE, in one query per model: the value
-    the session loaded may be stale (another transaction changed the row since, or
-    a bulk statement did), never loaded (assigned while expired) or about to be
-    lost (a SQL expression, expired by the flush).
+    With ``read_old_values`` (the default) every tracked attribute the flush will
+    write, and a key field it changes, is read (locked) just before the flush's
+    UPDATE, in one query per model: the value the session loaded may be stale
+    (another transaction changed the row since, or a bulk statement did). Either
+    way, values the session never loaded (assigned while expired) are read, and the
+    old value of a SQL expression (which the flush expires) is kept.
     """
     committed = state.committed_state
     if not committed:
         return None
-    missing = list(changed_fields(tracked.fields, committed, state.dict, tracked.equals))
-    missing.extend(name for name in tracked.key_fields if name in committed and name not in missing)
-    missing.extend(name for name in _post_update_fields(tracked, committed) if name not in missing)
-    if not missing:
+    data = state.dict
+    old: dict[str, Any] = {}
+    if read_all:
+        missing = list(changed_fields(tracked.fields, committed, data, tracked.equals))
+    else:
+        missing = []
+        for name in tracked.fields:
+            if name not in committed:
+                continue
+            value = committed[name]
+            if value is _UNKNOWN:
+                missing.append(name)
+            elif isinstance(data.get(name), ClauseElement):
+                old[name] = value
+    missing.extend(
+        name
+        for name in tracked.key_fields
+        if name in committed
+        and name not in missing
+        and (read_all or (committed[name] is _UNKNOWN and name not in tracked.fields))
+    )
+    missing.extend(
+        name
+        for name in _post_update_fields(tracked, committed)
+        if name not in missing and (read_all or name not in data)
+    )
+    if not missing and not old:
         return None
-    snapshot = _Pending(obj, state, tracked, Operation.UPDATE, {}, None)
+    snapshot = _Pending(obj, state, tracked, Operation.UPDATE, old, None)
     snapshot.missing = missing
     return snapshot
 
@@ -588,20 +624,35 @@ def _identity(state: InstanceState[Any]) -> tuple[Any, ...] | None:
     return None if key is None else tuple(key[1])
 
 
-def _delete_snapshot(obj: Any, state: InstanceState[Any], tracked: TrackedModel) -> _Pending:
+def _delete_snapshot(
+    obj: Any, state: InstanceState[Any], tracked: TrackedModel, read_all: bool
+) -> _Pending:
     """List the values to read for an object about to be deleted: its last values.
 
-    Every tracked field (and an untracked resource-id field) is read from the
-    database, locked, in one query per model: what the session holds may be an
-    edit never flushed, a value never loaded, or stale.
+    With ``read_old_values`` every tracked field (and an untracked resource-id field)
+    is read from the database, locked, in one query per model: what the session
+    holds may be an edit never flushed, a value never loaded, or stale. Without it,
+    the session's loaded values are used (the committed side of an unflushed edit)
+    and only values never loaded are read.
     """
     snapshot = _Pending(obj, state, tracked, Operation.DELETE, {}, None)
-    snapshot.missing = [
-        *tracked.fields,
-        *(n for n in tracked.key_fields if n not in tracked.fields),
-    ]
-    if tracked.resource_id_field is None:
-        snapshot.missing = list(tracked.fields)
+    key_field = tracked.resource_id_field
+    names = list(tracked.fields)
+    if key_field is not None and key_field not in tracked.fields:
+        names.append(key_field)
+    if read_all:
+        snapshot.missing = names
+        return snapshot
+    committed = state.committed_state
+    for name in names:
+        target = snapshot.old if name in tracked.fields else snapshot.key_before
+        if name in committed:
+            if committed[name] is _UNKNOWN:
+                snapshot.missing.append(name)
+            else:
+                target[name] = committed[name]
+        else:
+            target[name] = getattr(obj, name)
     return snapshot
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, with_lo
 
 from sqlaudit import (
     BulkStatementError,
+    ConfigurationTypeError,
     SQLAuditError,
     UnauditedWriteError,
     disable_auditing,
@@ -1245,3 +1246,38 @@ def test_a_row_switch_records_the_columns_the_new_object_left_unset(audit, Accou
     inserted = {row[2]: row[4] for row in last if row[0] == "insert"}
     assert inserted["full"] == "New"
     assert inserted.get("score") == stored[2]
+
+
+def test_without_read_old_values_the_session_values_are_trusted(audit, Account, count_statements):
+    """read_old_values=False: no read before an update of loaded values; a stale copy shows."""
+    audit.configure(read_old_values=False)
+    with audit.Session() as mine, audit.Session() as theirs:
+        account = mine.get(Account, 1)
+        theirs.get(Account, 1).full = "Other"
+        theirs.commit()
+        account.full = "Mine"
+        count_statements.statements.clear()
+        mine.commit()
+    selects = count_statements.matching(lambda sql: sql.lstrip().upper().startswith("SELECT"))
+    assert selects == []
+    assert [row[2:] for row in history(Account, filter_resource_ids=1) if row[0] == "update"] == [
+        ("full", "Ann", "Other"),
+        ("full", "Ann", "Mine"),  # the value this session saw
+    ]
+
+
+def test_without_read_old_values_values_never_loaded_are_still_read(audit, Account):
+    """read_old_values=False still reads what the session never loaded (assigned after expiry)."""
+    audit.configure(read_old_values=False)
+    with audit.Session() as session:
+        account = session.get(Account, 1)
+        session.commit()  # expires it
+        account.full = "Zed"
+        session.commit()
+    assert history(Account, filter_resource_ids=1)[-1] == ("update", "1", "full", "Ann", "Zed")
+
+
+def test_read_old_values_must_be_a_bool(audit):
+    """A non-bool read_old_values is refused with the option's name."""
+    with pytest.raises(ConfigurationTypeError, match="read_old_values"):
+        audit.configure(read_old_values="yes")
