@@ -46,6 +46,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Dialect, Insert, String, Table, column, text
 from sqlalchemy.engine import Connection
 
+from sqlaudit import _large_values
 from sqlaudit._schema import CHANGE_COLUMNS
 
 __all__ = ["write_changes"]
@@ -241,6 +242,10 @@ def write_changes(
 ) -> None:
     """Insert change rows (values in :data:`CHANGE_COLUMNS` order) in one statement.
 
+    A row too large for one MySQL/MariaDB statement (``max_allowed_packet``) is
+    written on its own, in pieces (:mod:`sqlaudit._large_values`); every other row
+    goes out as below.
+
     See the module docstring for the statement each database gets. Ids increase in
     the order of ``rows``; nothing is sent for no rows.
 
@@ -258,6 +263,17 @@ def write_changes(
              '"Jo"', '"Jane"', "7", changed_at, None),
         ])
     """
+    if rows:
+        _large_values.write_changes(connection, table, rows, execution_options, _write_batch)
+
+
+def _write_batch(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Sequence[Any]],
+    execution_options: Mapping[str, Any] | None,
+) -> None:
+    """Send rows that each fit in a statement, in one statement (or ~1 MB batches)."""
     if not rows:
         return
     prepared = _prepare(table, connection.dialect)

@@ -428,11 +428,6 @@ def test_a_text_that_looks_like_the_marker_reads_back_as_text(audit):
 
 
 @pytest.mark.backends("mariadb")
-@pytest.mark.xfail(
-    reason="sqlaudit._insert.write_changes does not yet send its rows through "
-    "sqlaudit._large_values.write_changes",
-    raises=Exception,
-)
 def test_a_10_mb_text_update_succeeds_with_auditing(audit):
     """An UPDATE of a 10 MB text that MariaDB accepts alone also commits with its change row."""
     document = declare_document(audit.base)
