@@ -5,6 +5,9 @@ Sessions use the interpreter nox runs under; arguments after ``--`` are
 passed to pytest, e.g. ``nox -s tests -- -k retrieval``.
 """
 
+import shutil
+import subprocess
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -47,8 +50,24 @@ def example(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and write docs/benchmarks.md (arguments after -- go to the runner).
 
-    The peers and matplotlib come from benchmarks/requirements.txt, installed here only.
+    The peers, the drivers and matplotlib come from benchmarks/requirements.txt,
+    installed here only; mysqlclient too when the MariaDB/MySQL client headers are
+    there to build it against (Debian: libmariadb-dev).
     """
     session.install("-e", ".", "-r", "benchmarks/requirements.txt")
+    if _mysql_headers():
+        session.install("mysqlclient>=2.2")
+    else:
+        session.log("mysqlclient not installed: no MariaDB/MySQL client headers to build it")
     args = session.posargs or ["--output", "docs/benchmarks.md"]
     session.run("python", "-m", "benchmarks", *args)
+
+
+def _mysql_headers() -> bool:
+    """Whether pkg-config finds the MariaDB or MySQL client library mysqlclient builds on."""
+    if shutil.which("pkg-config") is None:
+        return False
+    return any(
+        subprocess.run(["pkg-config", "--exists", name], check=False).returncode == 0
+        for name in ("libmariadb", "mysqlclient")
+    )

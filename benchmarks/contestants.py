@@ -32,6 +32,7 @@ class Contestant:
     granularity: str | None = None  # "field", "row" or None (records nothing)
     distribution: str | None = "SQLAlchemy"
     databases: tuple[str, ...] | None = None  # None: every database
+    every_driver = True  # False: measured on each database's default driver only
     audit_table: str | None = None
 
     def unavailable(self, database: str) -> str | None:
@@ -84,20 +85,26 @@ class SQLAudit(Contestant):
         return base, item
 
     def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
-        """Create the tables, configure sqlaudit (user 1 for every change), register hooks."""
+        """Create the tables, configure sqlaudit (user 1 for every change), register hooks.
+
+        ``drop_indexes``: names of change-table indexes to drop once it is created.
+        """
         from sqlaudit.config import SQLAuditConfig, set_config
         from sqlaudit.hooks import register_hooks
 
         base.metadata.create_all(engine)
         table_name = options.get("table_name", "sqlaudit_changes")
         self.audit_table = table_name
-        set_config(
-            SQLAuditConfig(
-                session_factory=sessionmaker(engine),
-                get_user_id_callback=lambda: 1,
-                table_name=table_name,
-            )
+        config = SQLAuditConfig(
+            session_factory=sessionmaker(engine),
+            get_user_id_callback=lambda: 1,
+            table_name=table_name,
         )
+        set_config(config)
+        dropped = set(options.get("drop_indexes") or ())
+        for index in config.table.indexes:
+            if index.name in dropped:
+                index.drop(engine)
         register_hooks()
 
 
@@ -105,6 +112,7 @@ class _Versioning(Contestant):
     """A SQLAlchemy-Continuum style peer: a full-row version per changed object."""
 
     granularity = "row"
+    every_driver = False
     module = ""
     audit_table = f"{TABLE}_version"
 

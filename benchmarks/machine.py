@@ -69,7 +69,16 @@ def describe(contestants: list[str]) -> dict[str, Any]:
         contestant = CONTESTANTS[name]
         if contestant.distribution and contestant.distribution not in packages:
             packages[contestant.distribution] = _version(contestant.distribution)
-    for distribution in ("psycopg", "PyMySQL", "matplotlib"):
+    for distribution in (
+        "psycopg",
+        "psycopg2-binary",
+        "asyncpg",
+        "PyMySQL",
+        "aiomysql",
+        "mysqlclient",
+        "aiosqlite",
+        "matplotlib",
+    ):
         packages[distribution] = _version(distribution)
     packages["SQLite library"] = sqlite3.sqlite_version
     return {

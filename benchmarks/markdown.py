@@ -51,7 +51,8 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "Reproduce with `nox -s bench` (arguments after `--` go to the runner), or in an "
         "environment with `benchmarks/requirements.txt` installed: "
         "`python -m benchmarks --output docs/benchmarks.md` "
-        "(`--quick`, `--databases`, `--contestants`, `--workloads`, `--repeat N`, `--json`).",
+        "(`--quick`, `--databases` naming targets such as `postgresql:psycopg2`, "
+        "`--contestants`, `--workloads`, `--repeat N`, `--no-index-costs`, `--json`).",
         "",
         "## The run",
         "",
@@ -69,9 +70,12 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "",
     ]
     versions = [[name, version] for name, version in env["packages"].items()]
-    for database, entry in summary["databases"].items():
-        server = entry["server"] or f"skipped: {entry['skipped']}"
-        versions.append([f"{TITLES.get(database, database)} server", server])
+    servers: dict[str, str] = {}
+    for name, entry in summary["databases"].items():
+        database = entry.get("database", name)
+        if entry["server"] or database not in servers:
+            servers[database] = entry["server"] or f"skipped: {entry['skipped']}"
+    versions += [[f"{TITLES.get(db, db)} server", server] for db, server in servers.items()]
     memory_for = summary.get("memory_for", _memory_from_command(summary["command"]))
     if memory_for is not None:
         labels = ", ".join(CONTESTANTS[name].label for name in memory_for)
@@ -90,9 +94,14 @@ def _memory_from_command(command: str) -> list[str] | None:
 
 
 def _ratios(summary: dict[str, Any], chart: str | None) -> list[str]:
-    lines = ["## Time ratios", "", "Time of each workload divided by plain SQLAlchemy's.", ""]
+    lines = [
+        "## Time ratios",
+        "",
+        "Time of each workload divided by plain SQLAlchemy's on the same database and driver.",
+        "",
+    ]
     rows = []
-    for database, entry in summary["databases"].items():
+    for entry in summary["databases"].values():
         if entry["skipped"]:
             continue
         for name, contestant in CONTESTANTS.items():
@@ -101,9 +110,7 @@ def _ratios(summary: dict[str, Any], chart: str | None) -> list[str]:
                 cell is None or cell.get("status") == "unavailable" for cell in cells
             ):
                 continue
-            rows.append(
-                [TITLES.get(database, database), contestant.label] + [_cell(cell) for cell in cells]
-            )
+            rows.append([entry["title"], contestant.label] + [_cell(cell) for cell in cells])
     lines += _table(["database", "contestant", *WORKLOADS], rows)
     if chart:
         lines += [f"![Time ratios per workload, database and contestant]({chart})", ""]
@@ -117,6 +124,79 @@ def _cell(row: dict[str, Any] | None) -> str:
         return "not available" if row.get("status") == "unavailable" else "failed"
     text = f"{row['ratio']:.2f}x" if row.get("ratio") is not None else "-"
     return text + _flag(row)
+
+
+def _drivers(summary: dict[str, Any]) -> list[str]:
+    from benchmarks.report import DRIVER_SPREAD  # report imports this module
+
+    rows = summary.get("drivers") or []
+    if not rows:
+        return []
+    lines = [
+        "## Drivers",
+        "",
+        "sqlaudit's ratio to plain SQLAlchemy on each driver of a database (each ratio is "
+        "measured against plain SQLAlchemy on that same driver). No driver may be more than "
+        f"{DRIVER_SPREAD}x worse than the best one on any workload. A ratio also moves with "
+        "the baseline: a driver whose plain SQLAlchemy is slower (an async driver's greenlet "
+        "and event loop, aiosqlite's thread) shows the same added time as a smaller ratio, "
+        "so the time sqlaudit adds (median seconds, sqlaudit minus plain) is given too.",
+        "",
+    ]
+    table = [
+        [
+            TITLES.get(row["database"], row["database"]),
+            row["workload"],
+            ", ".join(f"{driver} {ratio:.2f}x" for driver, ratio in row["ratios"].items()),
+            ", ".join(
+                f"{driver} {seconds:+.3f}" for driver, seconds in row["added_seconds"].items()
+            ),
+            f"{row['worst']} - {row['best']} = {row['spread']:.2f}x",
+            row["verdict"],
+        ]
+        for row in rows
+    ]
+    header = ["database", "workload", "sqlaudit / plain", "added s", "worst - best", "verdict"]
+    return lines + _table(header, table)
+
+
+def _index_costs(summary: dict[str, Any]) -> list[str]:
+    shown = {
+        name: entry for name, entry in summary["databases"].items() if entry.get("index_costs")
+    }
+    if not shown:
+        return []
+    lines = [
+        "## Index costs (W1)",
+        "",
+        "W1 with sqlaudit's change table built with every index, then without each index in "
+        "turn, then without any, each next to plain SQLAlchemy in the same repeat (on each "
+        "database's default driver). An index's cost is the time with every index minus the "
+        "time without it, in ms for the whole workload and in ratio points.",
+        "",
+    ]
+    for entry in shown.values():
+        costs = entry["index_costs"]
+        lines += [f"{entry['title']}: plain SQLAlchemy {costs['plain_ms']:.0f} ms.", ""]
+        rows = []
+        for row in costs["rows"]:
+            variant = row["variant"]
+            if variant == "all":
+                label, cost = "every index", "-"
+            elif variant == "none":
+                label, cost = "no index", "all indexes: "
+            else:
+                name = variant.removeprefix("without:")
+                columns = ", ".join(costs["indexes"].get(name, []))
+                label, cost = f"without {name} ({columns})", ""
+            if row["status"] != "ok":
+                rows.append([label, "failed", "-", "-"])
+                continue
+            if cost != "-":
+                cost += f"{row['cost_ms']:+.0f} ms ({row['cost_ratio']:+.2f}x)"
+            rows.append([label, f"{row['ms']:.0f}", f"{row['ratio']:.2f}x", cost])
+        lines += _table(["change table", "W1 ms", "ratio to plain", "index cost"], rows)
+    return lines
 
 
 def _budget(summary: dict[str, Any]) -> list[str]:
@@ -134,7 +214,7 @@ def _budget(summary: dict[str, Any]) -> list[str]:
     ]
     rows = [
         [
-            TITLES.get(r["database"], r["database"]),
+            summary["databases"][r["database"]]["title"],
             r["check"],
             r["limit"],
             r["measured"],
@@ -158,7 +238,7 @@ def _where_the_time_goes(summary: dict[str, Any]) -> list[str]:
         if ours.get("status") != "ok" or floor.get("status") != "ok" or floor["fewer"]:
             continue
         limit = float(row["limit"].removeprefix("<=").strip().removesuffix("x"))
-        title = f"{TITLES.get(database, database)} {workload} (limit {limit}x)"
+        title = f"{summary['databases'][database]['title']} {workload} (limit {limit}x)"
         above = ours["ratio"] - floor["ratio"]
         if above < 0:
             bullets.append(
@@ -216,7 +296,7 @@ def _where_the_time_goes(summary: dict[str, Any]) -> list[str]:
 
 
 def _database(database: str, entry: dict[str, Any]) -> list[str]:
-    lines = [f"## {TITLES.get(database, database)}", ""]
+    lines = [f"## {entry['title']}", ""]
     if entry["skipped"]:
         return [*lines, f"Skipped: {entry['skipped']}.", ""]
     lines += [f"Server: {entry['server']}.", ""]
@@ -313,9 +393,9 @@ _METHOD = """## How it is measured
 - **Contestants** (`benchmarks/contestants.py`): plain SQLAlchemy; sqlaudit (a user id from a
   callback, the default change table); the storage floor, a minimal `after_flush` hook
   writing the same change rows (`str()` values, a fixed user) into a table built like
-  sqlaudit's, with the same one executemany per flush, and nothing else (no expired old
-  values, no context, no bulk statements): what it costs is the price of one indexed row
-  per changed field, what sqlaudit costs beyond it the price of its capture;
+  sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and nothing else (no
+  expired old values, no context, no bulk statements): what it costs is the price of one
+  indexed row per changed field, what sqlaudit costs beyond it the price of its capture;
   SQLAlchemy-Continuum and SQLAlchemy-History with
   `make_versioned(user_cls=None)`, versioning only the four tracked columns (they write one
   full-row version per changed object, plus a transaction row per transaction); on
@@ -324,6 +404,16 @@ _METHOD = """## How it is measured
 - **sqlaudit on W5** takes its in-database path (`docs/concepts.md`, "In the database"): the
   affected rows are staged in a temporary table and the change rows written by one
   `INSERT ... SELECT`, five statements besides the UPDATE whatever the number of rows.
+- **Drivers**: each target is a database reached through one driver (sqlite3 and
+  aiosqlite; psycopg 3, psycopg2 and asyncpg; PyMySQL, aiomysql and mysqlclient when
+  installed). Async drivers run the same ORM workloads on Sessions bound to
+  `AsyncEngine.sync_engine` inside `AsyncSession.run_sync`, SQLAlchemy's greenlet
+  adaptation, which is how `AsyncSession` runs a flush; the untimed setup uses a sync
+  driver of the same database. Every ratio is to plain SQLAlchemy on the same driver. The
+  peers and R1 run on each database's default driver only.
+- **Index costs** (W1): sqlaudit's change table is created as usual, then the named
+  indexes are dropped before the workload runs; plain SQLAlchemy and every variant run
+  back to back in each repeat.
 - **Statements per transaction** are counted with a `before_cursor_execute` listener: each
   `executemany` batch counts once, and what a trigger does inside the server does not show.
 - **Audit rows recorded** are counted in the audit table before and after the workload and
@@ -341,8 +431,8 @@ _METHOD = """## How it is measured
 
 def render(summary: dict[str, Any], chart: str | None) -> str:
     """Return the whole page."""
-    lines = _header(summary) + _ratios(summary, chart) + _budget(summary)
-    lines += _where_the_time_goes(summary)
+    lines = _header(summary) + _ratios(summary, chart) + _drivers(summary) + _budget(summary)
+    lines += _where_the_time_goes(summary) + _index_costs(summary)
     for database, entry in summary["databases"].items():
         lines += _database(database, entry)
     lines.append(_METHOD)

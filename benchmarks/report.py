@@ -1,9 +1,11 @@
 """Turn raw results into medians, ratios and budget verdicts; write Markdown and a chart.
 
 Ratios are medians of per-repeat ratios to plain SQLAlchemy measured in the same
-repeat, next to it. A contestant that records fewer audit rows than the changes
-made is flagged (sqlaudit's W5 reads "not captured yet"): its time is shown but
-never counted as meeting a budget.
+repeat, next to it, on the same target (database and driver). A contestant that
+records fewer audit rows than the changes made is flagged (sqlaudit's W5 reads "not
+captured yet"): its time is shown but never counted as meeting a budget. The driver
+check compares sqlaudit's ratios across the drivers of one database; the index costs
+compare W1 with and without each change-table index.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from benchmarks.markdown import TITLES as _TITLES
 from benchmarks.markdown import render
 from benchmarks.workloads import WORKLOADS
 
-__all__ = ["BUDGET", "shortfall", "summarise", "text_summary", "write"]
+__all__ = ["BUDGET", "DRIVER_SPREAD", "shortfall", "summarise", "text_summary", "write"]
 
 # The budget of issue 4, as ratios to plain SQLAlchemy (W1-W5) per database.
 BUDGET: dict[str, dict[str, float]] = {
@@ -25,6 +27,7 @@ BUDGET: dict[str, dict[str, float]] = {
     "postgresql": {"W1": 2.0, "W2": 1.7, "W3": 1.4, "W4": 1.5, "W5": 2.0},
     "mariadb": {"W5": 2.0},
 }
+DRIVER_SPREAD = 0.3  # sqlaudit's ratio on the worst driver minus on the best, per workload
 R1_MS = 1.0  # per lookup, at the smaller table
 R1_GROWTH = 1.3  # bigger table / smaller table
 MEMORY_MB = 10.0  # peak over the baseline's
@@ -104,16 +107,100 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                     (run["fill_seconds"] for run in ok if run.get("fill_seconds")), None
                 ),
             }
+        name = entry.get("database", database)
+        driver = entry.get("driver")
+        title = _TITLES.get(name, name)
         databases[database] = {
+            "database": name,
+            "driver": driver,
+            "title": f"{title} ({driver})" if driver else title,
             "server": entry.get("server"),
             "skipped": entry.get("skipped"),
             "writes": writes,
             "r1": r1,
+            "index_costs": _index_costs(entry.get("index_costs") or {}),
         }
     summary = {key: value for key, value in results.items() if key != "databases"}
     summary["databases"] = databases
     summary["budget"] = _verdicts(databases)
+    summary["drivers"] = _driver_spread(databases)
     return summary
+
+
+def _ok_seconds(runs: list[dict[str, Any]]) -> dict[int, float]:
+    return {run["repeat"]: run["seconds"] for run in runs if run.get("status") == "ok"}
+
+
+def _index_costs(costs: dict[str, Any]) -> dict[str, Any] | None:
+    """Median W1 time and ratio per index variant, and what each index adds."""
+    runs = costs.get("runs") or {}
+    plain = _ok_seconds(runs.get("plain", []))
+    every = _ok_seconds(runs.get("all", []))
+    if not plain or not every:
+        return None
+    rows: list[dict[str, Any]] = []
+    names = list(costs.get("indexes", {}))
+    for key in ["all", *(f"without:{name}" for name in names), "none"]:
+        seconds = _ok_seconds(runs.get(key, []))
+        repeats = sorted(set(seconds) & set(plain) & set(every))
+        if not repeats:
+            rows.append({"variant": key, "status": "failed"})
+            continue
+        rows.append(
+            {
+                "variant": key,
+                "status": "ok",
+                "ms": _median([seconds[r] * 1000 for r in repeats]),
+                "ratio": _median([seconds[r] / plain[r] for r in repeats]),
+                # What the dropped index(es) cost: the full table's time minus this one's.
+                "cost_ms": _median([(every[r] - seconds[r]) * 1000 for r in repeats]),
+                "cost_ratio": _median([(every[r] - seconds[r]) / plain[r] for r in repeats]),
+            }
+        )
+    return {
+        "indexes": costs.get("indexes", {}),
+        "plain_ms": _median([value * 1000 for value in plain.values()]),
+        "rows": rows,
+    }
+
+
+def _driver_spread(databases: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per database and workload: sqlaudit's ratio on each driver, and worst minus best."""
+    rows: list[dict[str, Any]] = []
+    names = list(dict.fromkeys(entry["database"] for entry in databases.values()))
+    for database in names:
+        targets = [
+            entry
+            for entry in databases.values()
+            if entry["database"] == database and not entry["skipped"]
+        ]
+        if len(targets) < 2:
+            continue
+        for workload in WORKLOADS:
+            ratios, added = {}, {}
+            for entry in targets:
+                ours = entry["writes"].get(workload, {}).get("sqlaudit", {})
+                plain = entry["writes"].get(workload, {}).get("plain", {})
+                if ours.get("status") == "ok" and not ours["fewer"]:
+                    ratios[entry["driver"]] = ours["ratio"]
+                    if plain.get("status") == "ok":
+                        added[entry["driver"]] = ours["seconds"] - plain["seconds"]
+            if len(ratios) < 2:
+                continue
+            spread = max(ratios.values()) - min(ratios.values())
+            rows.append(
+                {
+                    "database": database,
+                    "workload": workload,
+                    "ratios": ratios,
+                    "added_seconds": added,
+                    "best": min(ratios, key=ratios.__getitem__),
+                    "worst": max(ratios, key=ratios.__getitem__),
+                    "spread": spread,
+                    "verdict": _verdict(spread <= DRIVER_SPREAD),
+                }
+            )
+    return rows
 
 
 def _verdict(ok: bool | None) -> str:
@@ -126,7 +213,7 @@ def _verdicts(databases: dict[str, Any]) -> list[dict[str, str]]:
         if entry["skipped"]:
             continue
         writes = entry["writes"]
-        for workload, limit in BUDGET.get(database, {}).items():
+        for workload, limit in BUDGET.get(entry["database"], {}).items():
             ours = writes.get(workload, {}).get("sqlaudit", {})
             if ours.get("status") != "ok":
                 continue
@@ -241,7 +328,7 @@ def text_summary(summary: dict[str, Any]) -> str:
         if entry["skipped"]:
             lines.append(f"{database}: skipped ({entry['skipped']})")
             continue
-        lines.append(f"{database} ({entry['server']}): time / plain SQLAlchemy")
+        lines.append(f"{entry['title']} ({entry['server']}): time / plain SQLAlchemy")
         workloads = list(entry["writes"])
         lines.append("  " + "contestant".ljust(22) + "".join(w.ljust(26) for w in workloads))
         for name in CONTESTANTS:
@@ -253,9 +340,22 @@ def text_summary(summary: dict[str, Any]) -> str:
         for size, row in entry["r1"].items():
             if row["status"] == "ok":
                 lines.append(f"  R1 {int(size):,} rows: {row['ms_median']:.3f} ms per lookup")
+        costs = entry.get("index_costs")
+        for row in costs["rows"] if costs else []:
+            if row["status"] == "ok":
+                lines.append(
+                    f"  W1 {row['variant']}: {row['ms']:.0f} ms, {row['ratio']:.2f}x, "
+                    f"index cost {row['cost_ms']:+.0f} ms ({row['cost_ratio']:+.2f}x)"
+                )
     lines.extend(
         f"budget {row['database']} {row['check']}: {row['measured']} -> {row['verdict']}"
         for row in summary["budget"]
+    )
+    lines.extend(
+        f"drivers {row['database']} {row['workload']}: "
+        + ", ".join(f"{driver} {ratio:.2f}x" for driver, ratio in row["ratios"].items())
+        + f"; spread {row['spread']:.2f}x -> {row['verdict']}"
+        for row in summary.get("drivers", [])
     )
     return "\n".join(lines)
 
@@ -279,8 +379,12 @@ def _chart(summary: dict[str, Any], path: Path) -> bool:
     shown = {db: e for db, e in summary["databases"].items() if not e["skipped"] and e["writes"]}
     if not shown:
         return False
-    figure, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 4.2), squeeze=False)
-    for axis, (database, entry) in zip(axes[0], shown.items(), strict=True):
+    columns = min(len(shown), 3)
+    lines = -(-len(shown) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 4.2 * lines), squeeze=False)
+    for axis in axes.flat[len(shown) :]:
+        axis.set_visible(False)
+    for axis, entry in zip(axes.flat, shown.values(), strict=False):
         workloads = list(entry["writes"])
         names = [
             name
@@ -299,13 +403,13 @@ def _chart(summary: dict[str, Any], path: Path) -> bool:
                     bar.set_hatch("//")
                     bar.set_alpha(0.5)
         for i, workload in enumerate(workloads):
-            limit = BUDGET.get(database, {}).get(workload)
+            limit = BUDGET.get(entry["database"], {}).get(workload)
             if limit:
                 axis.hlines(limit, i - 0.45, i + 0.45, colors="black", linestyles="dashed")
         axis.axhline(1.0, color="grey", linewidth=0.8)
         axis.set_yscale("log")
         axis.set_xticks(range(len(workloads)), workloads)
-        axis.set_title(_TITLES.get(database, database))
+        axis.set_title(entry["title"])
         axis.set_ylabel("time / plain SQLAlchemy (log)")
         axis.legend(fontsize="small", loc="upper left")
     figure.text(

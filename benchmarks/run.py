@@ -1,14 +1,22 @@
 """The command line: schedule every contestant x workload in its own process, repeat.
 
-``python -m benchmarks [--quick] [--databases sqlite,postgresql,mariadb] [--repeat N]
+``python -m benchmarks [--quick] [--databases sqlite,postgresql:psycopg2,...] [--repeat N]
 [--contestants plain,sqlaudit,floor,continuum,history,trigger] [--output docs/benchmarks.md]``
 
-Per database and repeat, each workload runs for every contestant back to back (so
-the baseline is measured next to what is compared with it), in forward order on
-even repeats and reverse order on odd ones. A database that does not answer is
-skipped and said so in the report. After the timed repeats, one more pass
-measures peak memory with tracemalloc (``--no-memory`` skips it). The raw results
-are kept as JSON (``--json``); ``--report-only FILE`` rewrites the report from one.
+``--databases`` names targets: a database with its default driver (``sqlite``,
+``postgresql``, ``mariadb``) or ``database:driver`` (``sqlite:aiosqlite``,
+``postgresql:psycopg2``, ``postgresql:asyncpg``, ``mariadb:aiomysql``,
+``mariadb:mysqlclient``); by default every target whose driver is installed. Per
+target and repeat, each workload runs for every contestant back to back (so the
+baseline is measured next to what is compared with it, on the same driver), in
+forward order on even repeats and reverse order on odd ones. The peers and R1 run
+on each database's default driver only. A target that does not answer, or whose
+driver is not installed, is skipped and said so in the report. After the timed
+repeats, one more pass measures peak memory with tracemalloc (``--no-memory`` skips
+it). On each database's default driver, W1 is then run with sqlaudit's change table
+built with every index, without each index in turn and without any, next to plain
+SQLAlchemy (``--no-index-costs`` skips it). The raw results are kept as JSON
+(``--json``); ``--report-only FILE`` rewrites the report from one.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ from sqlalchemy import create_engine, text
 from benchmarks import machine, report
 from benchmarks.contestants import CONTESTANTS
 from benchmarks.readback import table_name
-from benchmarks.settings import DATABASES, FULL, QUICK, database_url, default_workdir
+from benchmarks.settings import FULL, QUICK, TARGETS, Target, default_workdir
 from benchmarks.worker import MARKER
 from benchmarks.workloads import WORKLOADS
+from sqlaudit._schema import build_change_table
 
 __all__ = ["main", "parse_args"]
 
@@ -56,9 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small scale: a couple of minutes")
     parser.add_argument(
         "--databases",
-        type=lambda v: _names(v, DATABASES),
-        default=list(DATABASES),
-        help="comma-separated: sqlite,postgresql,mariadb (default: all)",
+        type=lambda v: _names(v, list(TARGETS)),
+        default=[name for name, target in TARGETS.items() if target.installed()],
+        help=f"comma-separated targets: {','.join(TARGETS)} (default: all installed)",
     )
     parser.add_argument(
         "--contestants",
@@ -80,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-for",
         type=lambda v: _names(v, list(CONTESTANTS)),
         help="contestants measured in the tracemalloc pass (default: all)",
+    )
+    parser.add_argument(
+        "--index-costs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="W1 without each change-table index in turn (default: on)",
     )
     parser.add_argument("--workdir", type=Path, default=default_workdir(), help="SQLite files")
     parser.add_argument("--report-only", type=Path, help="rewrite the report from saved JSON")
@@ -106,14 +121,20 @@ def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(MARKER):
             return json.loads(line[len(MARKER) :])
-    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    lines = [
+        line
+        for line in done.stderr.strip().splitlines()
+        if line.strip() and not line.startswith("(Background on this error")
+    ]
     return {"status": "failed", "reason": lines[-1] if lines else f"exit code {done.returncode}"}
 
 
-def _reachable(database: str, url: str) -> str | None:
-    if database == "sqlite":
+def _reachable(target: Target, workdir: Path) -> str | None:
+    if not target.installed():
+        return f"the driver {target.driver} is not installed (import {target.module})"
+    if target.database == "sqlite":
         return None
-    engine = create_engine(url)
+    engine = create_engine(target.setup_url(workdir))
     shown = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as connection:
@@ -128,56 +149,95 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _bench_database(args: argparse.Namespace, database: str, results: dict[str, Any]) -> None:
+def _spec(args: argparse.Namespace, target: Target, **spec: Any) -> dict[str, Any]:
+    name = spec.pop("name", "bench")
+    return {
+        "database": target.database,
+        "url": target.url(args.workdir, name=name),
+        "setup_url": target.setup_url(args.workdir, name=name),
+        "async": target.is_async,
+        "scale": (QUICK if args.quick else FULL).as_dict(),
+        **spec,
+    }
+
+
+def _bench_target(args: argparse.Namespace, target: Target, results: dict[str, Any]) -> None:
     scale = QUICK if args.quick else FULL
-    url = database_url(database, args.workdir)
-    runs: dict[str, Any] = results["databases"][database]["runs"]
+    runs: dict[str, Any] = results["databases"][target.name]["runs"]
     writes = [name for name in args.workloads if name in WORKLOADS]
+    default = TARGETS[target.database].driver
+    elsewhere = [
+        name
+        for name in args.contestants
+        if not (target.is_default or CONTESTANTS[name].every_driver)
+    ]
+    for workload in writes:
+        for name in elsewhere:
+            reason = f"measured on {default} only, the database's default driver"
+            runs.setdefault(workload, {})[name] = [{"status": "unavailable", "reason": reason}]
+    contestants = [name for name in args.contestants if name not in elsewhere]
     passes = [(repeat, False) for repeat in range(args.repeat)]
     if not args.no_memory:
         passes.append((args.repeat, True))
     for repeat, memory in passes:
-        order = args.contestants if repeat % 2 == 0 else args.contestants[::-1]
+        order = contestants if repeat % 2 == 0 else contestants[::-1]
         if memory and args.memory_for is not None:
             order = [name for name in order if name in args.memory_for]
         for workload in writes:
             for name in order:
-                spec = {
-                    "contestant": name,
-                    "workload": workload,
-                    "database": database,
-                    "url": url,
-                    "scale": scale.as_dict(),
-                    "memory": memory,
-                }
+                spec = _spec(args, target, contestant=name, workload=workload, memory=memory)
                 result = _spawn(spec)
                 runs.setdefault(workload, {}).setdefault(name, []).append(
                     {**result, "repeat": repeat, "memory_pass": memory}
                 )
                 _log(
-                    f"{database} {workload} {name} {'memory' if memory else repeat}: "
+                    f"{target.name} {workload} {name} {'memory' if memory else repeat}: "
                     f"{result.get('seconds', result.get('reason'))}"
                 )
                 _save(args, results)
-    if "R1" in args.workloads and "sqlaudit" in args.contestants:
+    if target.is_default and "R1" in args.workloads and "sqlaudit" in args.contestants:
         for size in scale.r1_sizes:
-            size_url = database_url(database, args.workdir, name=table_name(size))
             for repeat in range(args.repeat):
-                spec = {
-                    "contestant": "sqlaudit",
-                    "workload": "R1",
-                    "database": database,
-                    "url": size_url,
-                    "scale": scale.as_dict(),
-                    "size": size,
-                }
+                spec = _spec(
+                    args,
+                    target,
+                    name=table_name(size),
+                    contestant="sqlaudit",
+                    workload="R1",
+                    size=size,
+                )
                 result = _spawn(spec)
                 runs.setdefault("R1", {}).setdefault(str(size), []).append(
                     {**result, "repeat": repeat}
                 )
                 measured = result.get("ms_median", result.get("reason"))
-                _log(f"{database} R1 {size} {repeat}: {measured}")
+                _log(f"{target.name} R1 {size} {repeat}: {measured}")
                 _save(args, results)
+    if target.is_default and args.index_costs and "W1" in writes:
+        _bench_index_costs(args, target, results)
+
+
+def _bench_index_costs(args: argparse.Namespace, target: Target, results: dict[str, Any]) -> None:
+    """W1 next to plain SQLAlchemy, with every change-table index, without each, without any."""
+    indexes = sorted(
+        build_change_table("sqlaudit_changes", None).indexes, key=lambda i: i.name or ""
+    )
+    names = [index.name or "" for index in indexes]
+    variants: list[tuple[str, str, list[str]]] = [
+        ("plain", "plain", []),
+        ("all", "sqlaudit", []),
+        *[(f"without:{name}", "sqlaudit", [name]) for name in names],
+        ("none", "sqlaudit", names),
+    ]
+    costs: dict[str, Any] = results["databases"][target.name]["index_costs"]
+    costs["indexes"] = {index.name: [column.name for column in index.columns] for index in indexes}
+    for repeat in range(args.repeat):
+        for key, contestant, dropped in variants if repeat % 2 == 0 else variants[::-1]:
+            spec = _spec(args, target, contestant=contestant, workload="W1", drop_indexes=dropped)
+            result = _spawn(spec)
+            costs.setdefault("runs", {}).setdefault(key, []).append({**result, "repeat": repeat})
+            _log(f"{target.name} W1 {key} {repeat}: {result.get('seconds', result.get('reason'))}")
+            _save(args, results)
 
 
 def _save(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -205,19 +265,22 @@ def main(argv: list[str] | None = None) -> int:
             "environment": machine.describe(args.contestants),
             "databases": {},
         }
-        for database in args.databases:
-            url = database_url(database, args.workdir)
+        for name in args.databases:
+            target = TARGETS[name]
             entry: dict[str, Any] = {
+                "database": target.database,
+                "driver": target.driver,
                 "runs": {},
+                "index_costs": {},
                 "server": None,
-                "skipped": _reachable(database, url),
+                "skipped": _reachable(target, args.workdir),
             }
-            results["databases"][database] = entry
+            results["databases"][name] = entry
             if entry["skipped"] is not None:
-                _log(f"{database}: {entry['skipped']}")
+                _log(f"{name}: {entry['skipped']}")
                 continue
-            entry["server"] = machine.server_version(url)
-            _bench_database(args, database, results)
+            entry["server"] = machine.server_version(target.setup_url(args.workdir))
+            _bench_target(args, target, results)
         results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         _save(args, results)
     summary = report.summarise(results)

@@ -1,28 +1,85 @@
-"""Scales and database URLs.
+"""Scales, database URLs and the targets: a database reached through one driver.
 
 The server URLs can be overridden with ``SQLAUDIT_BENCH_POSTGRESQL_URL`` and
-``SQLAUDIT_BENCH_MYSQL_URL``; SQLite uses files in a work directory
-(``--workdir``, by default ``$TMPDIR/sqlaudit-bench``).
+``SQLAUDIT_BENCH_MYSQL_URL`` (their driver is replaced by each target's); SQLite
+uses files in a work directory (``--workdir``, by default ``$TMPDIR/sqlaudit-bench``).
+
+A target is named ``database`` (its default driver: sqlite3, psycopg 3, PyMySQL)
+or ``database:driver``; async drivers run the same ORM workloads in SQLAlchemy's
+greenlet adaptation, as ``AsyncSession`` does.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import make_url
+
 __all__ = [
     "DATABASES",
     "FULL",
     "QUICK",
+    "TARGETS",
     "Scale",
+    "Target",
     "database_url",
     "default_workdir",
 ]
 
 DATABASES = ("sqlite", "postgresql", "mariadb")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A database reached through one driver."""
+
+    name: str  # "postgresql:psycopg2"; a database's default driver: just "postgresql"
+    database: str
+    driver: str  # the driver's own name, as the report shows it
+    dialect_driver: str  # SQLAlchemy's name for it, in the URL
+    module: str  # its import name
+    is_async: bool = False
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is its database's default driver (the peers and R1 run only there)."""
+        return self.name == self.database
+
+    def installed(self) -> bool:
+        """Whether the driver can be imported here."""
+        return importlib.util.find_spec(self.module) is not None
+
+    def url(self, workdir: Path, *, name: str = "bench") -> str:
+        """Return the SQLAlchemy URL of this target (SQLite: the file ``name``.db)."""
+        base = make_url(database_url(self.database, workdir, name=name))
+        url = base.set(drivername=f"{base.get_backend_name()}+{self.dialect_driver}")
+        return url.render_as_string(hide_password=False)
+
+    def setup_url(self, workdir: Path, *, name: str = "bench") -> str:
+        """Return a sync URL of the same database, for the untimed setup and the checks."""
+        if not self.is_async:
+            return self.url(workdir, name=name)
+        return TARGETS[self.database].url(workdir, name=name)
+
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        Target("sqlite", "sqlite", "sqlite3", "pysqlite", "sqlite3"),
+        Target("sqlite:aiosqlite", "sqlite", "aiosqlite", "aiosqlite", "aiosqlite", True),
+        Target("postgresql", "postgresql", "psycopg", "psycopg", "psycopg"),
+        Target("postgresql:psycopg2", "postgresql", "psycopg2", "psycopg2", "psycopg2"),
+        Target("postgresql:asyncpg", "postgresql", "asyncpg", "asyncpg", "asyncpg", True),
+        Target("mariadb", "mariadb", "PyMySQL", "pymysql", "pymysql"),
+        Target("mariadb:aiomysql", "mariadb", "aiomysql", "aiomysql", "aiomysql", True),
+        Target("mariadb:mysqlclient", "mariadb", "mysqlclient", "mysqldb", "MySQLdb"),
+    )
+}
 
 _DEFAULT_URLS = {
     "postgresql": (

@@ -7,20 +7,29 @@ Only the workload's ``run`` is timed. Statements are counted with a
 trigger does inside the server does not show). Peak memory is measured in a
 separate pass (``"memory": true``), with tracemalloc, because tracing slows the
 code it traces.
+
+The untimed setup runs on ``setup_url``, a sync driver of the same database. With
+``"async": true`` the timed run goes through an async driver: the same ORM workload,
+on Sessions bound to ``AsyncEngine.sync_engine``, inside ``AsyncSession.run_sync``
+(SQLAlchemy's greenlet adaptation, which is how ``AsyncSession`` runs a flush).
+``"drop_indexes"`` names change-table indexes sqlaudit's table is measured without.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks import contestants, readback
@@ -30,6 +39,8 @@ from benchmarks.workloads import WORKLOADS
 __all__ = ["MARKER", "StatementCounter", "main", "run"]
 
 MARKER = "BENCH-RESULT "
+
+_T = TypeVar("_T")
 
 
 class StatementCounter:
@@ -87,37 +98,61 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if reason is not None:
         return {"status": "unavailable", "reason": reason}
     scale = Scale.from_dict(spec["scale"])
-    engine = _engine(spec["url"])
+    engine = _engine(spec.get("setup_url", spec["url"]))
     try:
         if spec["workload"] == "R1":
             return _run_r1(engine, contestant, scale, spec["size"])
-        return _run_write(engine, contestant, scale, spec["workload"], spec.get("memory", False))
+        return _run_write(engine, contestant, scale, spec)
     finally:
         engine.dispose()
 
 
+def _timed(spec: dict[str, Any], engine: Engine, work: Callable[[Engine], _T]) -> _T:
+    """Run ``work`` on the engine of the spec's driver: ``engine``, or an async one."""
+    if not spec.get("async"):
+        return work(engine)
+
+    async def in_greenlet() -> _T:
+        async_engine = create_async_engine(spec["url"])
+        try:
+            # A pooled connection, as the sync engine has one left from the setup.
+            async with async_engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            async with AsyncSession(async_engine) as session:
+                return await session.run_sync(lambda _: work(async_engine.sync_engine))
+        finally:
+            await async_engine.dispose()
+
+    return asyncio.run(in_greenlet())
+
+
 def _run_write(
-    engine: Engine, contestant: contestants.Contestant, scale: Scale, name: str, memory: bool
+    engine: Engine, contestant: contestants.Contestant, scale: Scale, spec: dict[str, Any]
 ) -> dict[str, Any]:
-    workload = WORKLOADS[name]
+    workload = WORKLOADS[spec["workload"]]
+    memory = spec.get("memory", False)
     _reset(engine)
     base, item = contestant.declare()
-    contestant.install(engine, base, item)
+    contestant.install(engine, base, item, drop_indexes=spec.get("drop_indexes", ()))
     ids = workload.setup(engine, item, scale)
-    factory = sessionmaker(engine)
     before = contestant.audit_rows(engine)
-    counter = StatementCounter(engine)
-    gc.collect()
-    if memory:
-        tracemalloc.start()
-    start = time.perf_counter()
-    outcome = workload.run(factory, item, scale, ids)
-    seconds = time.perf_counter() - start
-    peak = None
-    if memory:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    statements = counter.count
+
+    def measure(run_engine: Engine) -> tuple[Any, float, int | None, int]:
+        factory = sessionmaker(run_engine)
+        counter = StatementCounter(run_engine)
+        gc.collect()
+        if memory:
+            tracemalloc.start()
+        start = time.perf_counter()
+        outcome = workload.run(factory, item, scale, ids)
+        seconds = time.perf_counter() - start
+        peak = None
+        if memory:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        return outcome, seconds, peak, counter.count
+
+    outcome, seconds, peak, statements = _timed(spec, engine, measure)
     after = contestant.audit_rows(engine)
     expected = {"field": outcome.changed_fields, "row": outcome.changed_objects}.get(
         contestant.granularity or ""
