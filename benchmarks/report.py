@@ -397,7 +397,8 @@ def _chart(summary: dict[str, Any], path: Path) -> bool:
             rows = [entry["writes"][w].get(name, {}) for w in workloads]
             xs = [i + (index - (len(names) - 1) / 2) * width for i in range(len(workloads))]
             values = [r["ratio"] if r.get("status") == "ok" else 0 for r in rows]
-            bars = axis.bar(xs, values, width, label=CONTESTANTS[name].label)
+            color = f"C{list(CONTESTANTS).index(name) % 10}"  # one colour per contestant
+            bars = axis.bar(xs, values, width, label=CONTESTANTS[name].label, color=color)
             for bar, row in zip(bars, rows, strict=True):
                 if row.get("fewer"):
                     bar.set_hatch("//")
