@@ -75,6 +75,7 @@ class SQLAudit(Contestant):
     granularity = "field"
     distribution = "sqlaudit"
     audit_table = "sqlaudit_changes"
+    read_old_values = True
 
     def declare(self) -> tuple[type[Any], type[Any]]:
         """Declare the model and track its four tracked fields."""
@@ -99,6 +100,7 @@ class SQLAudit(Contestant):
             session_factory=sessionmaker(engine),
             get_user_id_callback=lambda: 1,
             table_name=table_name,
+            read_old_values=self.read_old_values,
         )
         set_config(config)
         dropped = set(options.get("drop_indexes") or ())
@@ -106,6 +108,15 @@ class SQLAudit(Contestant):
             if index.name in dropped:
                 index.drop(engine)
         register_hooks()
+
+
+class SQLAuditTrusting(SQLAudit):
+    """sqlaudit with ``read_old_values=False``: the session's loaded values are trusted."""
+
+    name = "sqlaudit-trusting"
+    label = "sqlaudit, read_old_values=False"
+    every_driver = False
+    read_old_values = False
 
 
 class _Versioning(Contestant):
@@ -282,7 +293,15 @@ class Trigger(Contestant):
 
 CONTESTANTS: dict[str, Contestant] = {
     contestant.name: contestant
-    for contestant in (Contestant(), SQLAudit(), Floor(), Continuum(), History(), Trigger())
+    for contestant in (
+        Contestant(),
+        SQLAudit(),
+        SQLAuditTrusting(),
+        Floor(),
+        Continuum(),
+        History(),
+        Trigger(),
+    )
 }
 
 

@@ -30,6 +30,7 @@ from sqlaudit.exceptions import BulkStatementError
 __all__ = [
     "assigned_fields",
     "columns",
+    "core_select_by_keys",
     "do_orm_execute",
     "is_upsert",
     "keys_from_parameters",
@@ -196,6 +197,35 @@ def select_by_keys(
         else:
             condition = tuple_(*pk_columns).in_(chunk)
         query = select(*pk_columns, *field_columns).where(condition)
+        queries.append(query.with_for_update() if lock else query)
+    return queries
+
+
+def core_select_by_keys(
+    mapper: Mapper[Any],
+    tracked: TrackedModel,
+    fields: Iterable[str],
+    keys: Sequence[tuple[Any, ...]],
+    *,
+    lock: bool,
+) -> list[Select[Any]]:
+    """Like :func:`select_by_keys`, as Core statements on the mapper's tables.
+
+    For the flush hooks' own reads, run on the flush's connection: no ORM execution
+    (cheaper, and an application's ``do_orm_execute`` criteria, a soft-delete
+    filter say, cannot hide a row the flush is about to write).
+    """
+    pk_columns = [mapper.columns[name] for name in tracked.primary_key]
+    field_columns = [mapper.columns[name] for name in fields]
+    source = mapper.persist_selectable
+    queries = []
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        if len(pk_columns) == 1:
+            condition = pk_columns[0].in_([key[0] for key in chunk])
+        else:
+            condition = tuple_(*pk_columns).in_(chunk)
+        query = select(*pk_columns, *field_columns).select_from(source).where(condition)
         queries.append(query.with_for_update() if lock else query)
     return queries
 

@@ -284,8 +284,9 @@ def _read_old_values(session: Session, tracked: TrackedModel, snapshots: list[_P
     names = list(dict.fromkeys(name for item in snapshots for name in item.missing))
     keys = [key for item in snapshots if (key := _identity(item.state)) is not None]
     rows: list[Any] = []
-    for query in _bulk.select_by_keys(mapper, tracked, names, keys, lock=True):
-        rows.extend(session.execute(query, bind_arguments={"mapper": mapper}).all())
+    connection = session.connection(bind_arguments={"mapper": mapper})
+    for query in _bulk.core_select_by_keys(mapper, tracked, names, keys, lock=True):
+        rows.extend(connection.execute(query).all())
     values = _bulk.rows_by_key(rows, len(tracked.primary_key), names)
     fields = set(tracked.fields)
     for item in snapshots:
@@ -328,7 +329,7 @@ def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> 
         return
     model = sa_inspect(tracked.model)
     row = None
-    for query in _bulk.select_by_keys(model, tracked, names, [identity], lock=True):
+    for query in _bulk.core_select_by_keys(model, tracked, names, [identity], lock=True):
         row = connection.execute(query).first()
     values = {} if row is None else dict(zip(names, row[len(identity) :], strict=True))
     for name in names:
@@ -532,8 +533,9 @@ def _read_stored_values(
         names = list(dict.fromkeys(name for _, _, item_names in items for name in item_names))
         keys = [key for item, _, _ in items if (key := _identity(item.state)) is not None]
         rows: list[Any] = []
-        for query in _bulk.select_by_keys(model, tracked, names, keys, lock=False):
-            rows.extend(session.execute(query, bind_arguments={"mapper": model}).all())
+        connection = session.connection(bind_arguments={"mapper": model})
+        for query in _bulk.core_select_by_keys(model, tracked, names, keys, lock=False):
+            rows.extend(connection.execute(query).all())
         stored = _bulk.rows_by_key(rows, len(tracked.primary_key), names)
         for item, new, item_names in items:
             values = stored.get(_identity(item.state) or (), {})
