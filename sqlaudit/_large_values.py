@@ -113,7 +113,7 @@ def write_changes(
 ) -> None:
     """Write ``rows`` (in :data:`CHANGE_COLUMNS` order) in order, each fitting a statement.
 
-    Runs of rows that fit go to ``write_batch`` (the one-executemany writer); a row
+    Runs of rows that fit go to ``write_batch`` (the one-statement writer); a row
     too large for one statement is written alone, in pieces. Off MySQL/MariaDB, or
     when no row is large, this is one call of ``write_batch``.
     """

@@ -1,9 +1,9 @@
 """What the flush hooks and the bulk-statement hook share: who writes, and how.
 
 :func:`resolve` settles, once per flush or bulk statement, the config, the user
-(from the session's context, the ambient ``audit_context`` or the callback), the
-time and the extra context; :meth:`Author.stamp` adds the id of the session's
-database transaction; :func:`write` sends the change rows, with one executemany
+(from the session's context, the ambient ``audit_context`` or the callback) and the
+extra context; :meth:`Author.stamp` adds the time (taken as the rows are written)
+and the id of the database transaction; :func:`write` sends the change rows, with one statement
 per connection, on the session's own connections.
 """
 
@@ -113,7 +113,7 @@ def write(
     execution_options: Mapping[str, Any] | None = None,
     bind_arguments: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the rows with one executemany INSERT per connection (usually exactly one).
+    """Write the rows with one INSERT per connection (usually exactly one).
 
     ``rows_by_mapper``: ``{mapper: rows}``, or ``(mapper, rows)`` pairs when the
     order of writing matters across mappers (ids follow it on each connection).

@@ -14,7 +14,7 @@ Call :func:`register_hooks` once at start-up; it listens on every
    (``delete-orphan`` cascades);
 4. ``after_flush_postexec`` reads what only exists after the flush (generated
    keys, defaults, values computed by SQL) and writes every change row of the
-   flush with one executemany ``INSERT`` on the session's own connection, so
+   flush with one ``INSERT`` on the session's own connection, so
    the rows commit or roll back with the change.
 
 Bulk statements run through a Session (``do_orm_execute``) are audited by
