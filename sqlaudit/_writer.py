@@ -125,9 +125,12 @@ def write(
     """
     connections: dict[int, tuple[Any, list[ChangeRow]]] = {}
     pairs = rows_by_mapper.items() if isinstance(rows_by_mapper, Mapping) else rows_by_mapper
+    by_mapper: dict[Any, Any] = {}  # mapper -> its connection, looked up once
     for mapper, rows in pairs:
-        arguments = dict(bind_arguments) if bind_arguments else {"mapper": mapper}
-        connection = session.connection(bind_arguments=arguments)
+        connection = by_mapper.get(mapper)
+        if connection is None:
+            arguments = dict(bind_arguments) if bind_arguments else {"mapper": mapper}
+            connection = by_mapper[mapper] = session.connection(bind_arguments=arguments)
         connections.setdefault(id(connection), (connection, []))[1].extend(rows)
     for connection, rows in connections.values():
         _schema.write_changes(connection, config.table, rows, execution_options)
