@@ -187,18 +187,7 @@ def select_by_keys(
     lock: bool,
 ) -> list[Select[Any]]:
     """Build the SELECTs (one per chunk of keys) of the given rows' tracked fields."""
-    pk_columns = columns(mapper, tracked.primary_key)
-    field_columns = columns(mapper, fields)
-    queries = []
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
-        if len(pk_columns) == 1:
-            condition = pk_columns[0].in_([key[0] for key in chunk])
-        else:
-            condition = tuple_(*pk_columns).in_(chunk)
-        query = select(*pk_columns, *field_columns).where(condition)
-        queries.append(query.with_for_update() if lock else query)
-    return queries
+    return _by_keys(columns(mapper, tracked.primary_key), columns(mapper, fields), keys, lock, None)
 
 
 def core_select_by_keys(
@@ -215,9 +204,22 @@ def core_select_by_keys(
     (cheaper, and an application's ``do_orm_execute`` criteria, a soft-delete
     filter say, cannot hide a row the flush is about to write).
     """
-    pk_columns = [mapper.columns[name] for name in tracked.primary_key]
-    field_columns = [mapper.columns[name] for name in fields]
-    source = mapper.persist_selectable
+    return _by_keys(
+        [mapper.columns[name] for name in tracked.primary_key],
+        [mapper.columns[name] for name in fields],
+        keys,
+        lock,
+        mapper.persist_selectable,
+    )
+
+
+def _by_keys(
+    pk_columns: Sequence[Any],
+    field_columns: Sequence[Any],
+    keys: Sequence[tuple[Any, ...]],
+    lock: bool,
+    source: Any,
+) -> list[Select[Any]]:
     queries = []
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
@@ -225,7 +227,10 @@ def core_select_by_keys(
             condition = pk_columns[0].in_([key[0] for key in chunk])
         else:
             condition = tuple_(*pk_columns).in_(chunk)
-        query = select(*pk_columns, *field_columns).select_from(source).where(condition)
+        query = select(*pk_columns, *field_columns)
+        if source is not None:
+            query = query.select_from(source)
+        query = query.where(condition)
         queries.append(query.with_for_update() if lock else query)
     return queries
 

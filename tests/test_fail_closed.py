@@ -321,10 +321,23 @@ def test_the_phantom_row_error_leaves_the_statement_uncommittable(audit, base):
     with audit.Session() as session:
         session.add(Account(id=1, full="Ann", score=1))
         session.commit()
+    with row_inserted_midway(audit, Account) as fired, audit.Session() as session:
+        with pytest.raises(BulkStatementError, match="another transaction"):
+            session.execute(update(Account).where(Account.score == 1).values(score=5))
+        with pytest.raises(UnauditedWriteError, match="roll"):
+            session.commit()
+        session.rollback()
+    assert fired
+    assert table_rows(audit, Account) == [(1, "Ann", 1), (9, "P", 1)]
+
+
+@contextlib.contextmanager
+def row_inserted_midway(audit, Account):
+    """Have another connection insert and commit a matching row just before the UPDATE runs."""
     fired = []
 
     def insert_midway(conn, cursor, statement, params, context, executemany):
-        if statement.startswith("UPDATE accounts") and not fired:
+        if statement.lstrip().upper().startswith("UPDATE ACCOUNTS") and not fired:
             fired.append(True)
             with audit.engine.connect() as other:
                 other.execute(insert(Account.__table__).values(id=9, full_name="P", score=1))
@@ -332,16 +345,9 @@ def test_the_phantom_row_error_leaves_the_statement_uncommittable(audit, base):
 
     event.listen(audit.engine, "before_cursor_execute", insert_midway)
     try:
-        with audit.Session() as session:
-            with pytest.raises(BulkStatementError, match="another transaction"):
-                session.execute(update(Account).where(Account.score == 1).values(score=5))
-            with pytest.raises(UnauditedWriteError, match="roll"):
-                session.commit()
-            session.rollback()
+        yield fired
     finally:
         event.remove(audit.engine, "before_cursor_execute", insert_midway)
-    assert fired
-    assert table_rows(audit, Account) == [(1, "Ann", 1), (9, "P", 1)]
 
 
 # --- Case 5: AUTOCOMMIT is refused for tracked writes -------------------------------------
@@ -914,26 +920,13 @@ def test_a_row_inserted_meanwhile_on_the_read_path_is_refused(audit, Account, ba
     audit.configure(bulk_in_database=False)
     if backend == "sqlite":
         pytest.skip("SQLite has one writer: no row can appear between the read and the update")
-    fired = []
-
-    def insert_midway(conn, cursor, statement, params, context, executemany):
-        if statement.lstrip().upper().startswith("UPDATE ACCOUNTS") and not fired:
-            fired.append(True)
-            with audit.engine.connect() as other:
-                other.execute(insert(Account.__table__).values(id=9, full_name="P", score=1))
-                other.commit()
-
-    event.listen(audit.engine, "before_cursor_execute", insert_midway)
-    try:
-        with audit.Session() as session:
-            session.connection(execution_options={"isolation_level": "READ COMMITTED"})
-            with pytest.raises(BulkStatementError, match="another transaction"):
-                session.execute(update(Account).where(Account.score == 1).values(score=5))
-            with pytest.raises(UnauditedWriteError):
-                session.commit()
-            session.rollback()
-    finally:
-        event.remove(audit.engine, "before_cursor_execute", insert_midway)
+    with row_inserted_midway(audit, Account) as fired, audit.Session() as session:
+        session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        with pytest.raises(BulkStatementError, match="another transaction"):
+            session.execute(update(Account).where(Account.score == 1).values(score=5))
+        with pytest.raises(UnauditedWriteError):
+            session.commit()
+        session.rollback()
     assert fired
     assert table_rows(audit, Account) == [(1, "Ann", 1), (2, "Bob", 2), (9, "P", 1)]
 
