@@ -19,8 +19,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import ColumnProperty, LoaderCriteriaOption, Mapper, ORMExecuteState
 from sqlalchemy.sql.dml import Delete, Update
+from sqlalchemy.sql.elements import TextClause
 
-from sqlaudit import _bulk_sql, _guard, _registry
+from sqlaudit import _bulk_sql, _dbcontext, _guard, _registry
 from sqlaudit._capture import ChangeRow, Operation, change_rows
 from sqlaudit._registry import TrackedModel
 from sqlaudit._writer import resolve, write
@@ -244,22 +245,27 @@ def rows_by_key(
 
 def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     """Audit bulk ``insert()``/``update()``/``delete()`` statements run through a Session."""
-    if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
-        return None
+    writes = orm_state.is_update or orm_state.is_delete or orm_state.is_insert
     if auditing_disabled():
+        return None
+    if _registry.database_capture_in_use() and (
+        writes or isinstance(orm_state.statement, TextClause)
+    ):
+        _prepare_triggers(orm_state)
+    if not writes:
         return None
     statement: Any = orm_state.statement
     mapper = orm_state.bind_mapper
     if mapper is None:
         # A Core statement on a Table, run through the Session: audit it through the
         # model tracked on that table, if any.
-        tracked = _registry.lookup_table(getattr(statement, "table", None))
+        tracked = _session_captured(_registry.lookup_table(getattr(statement, "table", None)))
         if tracked is None:
             _refuse_reaching_tracked(orm_state, statement, None)
             return None
         mapper = sa_inspect(tracked.model)
     else:
-        tracked = _registry.lookup(mapper.class_)
+        tracked = _registry.in_session(mapper.class_)
         if tracked is None:
             _refuse_reaching_tracked(orm_state, statement, mapper)
             return None
@@ -282,6 +288,35 @@ def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
         raise
 
 
+def _session_captured(tracked: TrackedModel | None) -> TrackedModel | None:
+    """Return ``tracked`` if session capture records it (not database triggers)."""
+    if tracked is None or _registry.capture_of(tracked) != "session":
+        return None
+    return tracked
+
+
+def _prepare_triggers(orm_state: ORMExecuteState) -> None:
+    """Hand database triggers the context of a statement run through a Session.
+
+    A statement on a database-captured model also makes sure its triggers are
+    installed; any other write (``text()`` SQL, a Core statement) may reach a
+    database-captured table too, so it gets the context as well.
+    """
+    mapper = orm_state.bind_mapper
+    tracked = None
+    if mapper is not None:
+        tracked = _registry.in_database(mapper.class_)
+    elif orm_state.is_insert or orm_state.is_update or orm_state.is_delete:
+        found = _registry.lookup_table(getattr(orm_state.statement, "table", None))
+        if found is not None and _registry.capture_of(found) == "database":
+            tracked = found
+    models = [tracked] if tracked is not None else []
+    session = orm_state.session
+    author = resolve(session, {t.model for t in models})
+    connection = session.connection(bind_arguments=dict(orm_state.bind_arguments))
+    _dbcontext.prepare(session, connection, author, models)
+
+
 def _refuse_reaching_tracked(
     orm_state: ORMExecuteState, statement: Any, mapper: Mapper[Any] | None
 ) -> None:
@@ -301,7 +336,7 @@ def _refuse_reaching_tracked(
         for key in set_clause_keys(statement):
             column = getattr(key, "expression", key)
             table = getattr(column, "table", None)
-            owner = None if table in own else _registry.lookup_table(table)
+            owner = None if table in own else _session_captured(_registry.lookup_table(table))
             if owner is not None:
                 raise BulkStatementError(
                     f"This update sets {owner.model.__name__}.{column.key} (tracked) from "
@@ -312,7 +347,7 @@ def _refuse_reaching_tracked(
     if mapper is None:
         return
     for descendant in mapper.self_and_descendants:
-        tracked = _registry.lookup(descendant.class_)
+        tracked = _registry.in_session(descendant.class_)
         if tracked is not None:
             kind = "update" if orm_state.is_update else "delete"
             raise BulkStatementError(

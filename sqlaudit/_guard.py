@@ -169,7 +169,7 @@ def _tracked_classes(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         # A class's mappings may reach rows of its subclasses (single-table inheritance).
         mappers = sa_inspect(target).self_and_descendants if target is not None else []
         classes = {mapper.class_ for mapper in mappers}
-    return [cls for cls in classes if _registry.lookup(cls) is not None]
+    return [cls for cls in classes if _registry.in_session(cls) is not None]
 
 
 def _guarded(name: str, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -36,6 +36,8 @@ class TrackedModel:
     # Per field, the column type's own comparator (what decides whether the flush
     # writes the column); a field without one compares with ==.
     equals: Mapping[str, Callable[[Any, Any], bool]] = field(default_factory=dict)
+    # "session", "database", or None: the config's capture decides.
+    capture: str | None = None
 
     @property
     def key_fields(self) -> tuple[str, ...]:
@@ -89,6 +91,9 @@ def _key_part(value: Any) -> str:
 
 
 _tracked: WeakKeyDictionary[type[Any], TrackedModel] = WeakKeyDictionary()
+# The capture mode of models that name none: the config's (set by set_config()).
+_default_capture = "session"
+_database_in_use: bool | None = None  # cached answer of database_capture_in_use()
 # Resolution cache: class -> its TrackedModel (own or inherited), or None when untracked.
 _resolved: WeakKeyDictionary[type[Any], TrackedModel | None] = WeakKeyDictionary()
 
@@ -99,10 +104,48 @@ on_register: list[Callable[[type[Any]], None]] = []
 
 def register(tracked: TrackedModel) -> None:
     """Track ``tracked.model`` (replacing an earlier registration of the same class)."""
+    global _database_in_use
+    _database_in_use = None
     _tracked[tracked.model] = tracked
     _resolved.clear()
     for callback in list(on_register):
         callback(tracked.model)
+
+
+def set_default_capture(capture: str) -> None:
+    """Make ``capture`` the mode of tracked models that name none (``set_config()`` calls it)."""
+    global _default_capture, _database_in_use
+    _default_capture = capture
+    _database_in_use = None
+
+
+def capture_of(tracked: TrackedModel) -> str:
+    """Return how ``tracked`` is captured: ``"session"`` or ``"database"``."""
+    return tracked.capture or _default_capture
+
+
+def in_session(cls: type[Any]) -> TrackedModel | None:
+    """Return how instances of ``cls`` are tracked if session capture records them, else ``None``."""
+    tracked = lookup(cls)
+    if tracked is None or (tracked.capture or _default_capture) != "session":
+        return None
+    return tracked
+
+
+def in_database(cls: type[Any]) -> TrackedModel | None:
+    """Return how instances of ``cls`` are tracked if database triggers record them."""
+    tracked = lookup(cls)
+    if tracked is None or (tracked.capture or _default_capture) != "database":
+        return None
+    return tracked
+
+
+def database_capture_in_use() -> bool:
+    """Tell whether any tracked model is captured by database triggers (cheap: cached)."""
+    global _database_in_use
+    if _database_in_use is None:
+        _database_in_use = any(capture_of(t) == "database" for t in list(_tracked.values()))
+    return _database_in_use
 
 
 def models() -> list[type[Any]]:
@@ -112,12 +155,16 @@ def models() -> list[type[Any]]:
 
 def unregister(model: type[Any]) -> None:
     """Stop tracking ``model`` itself (subclasses fall back to a tracked ancestor)."""
+    global _database_in_use
+    _database_in_use = None
     _tracked.pop(model, None)
     _resolved.clear()
 
 
 def reset() -> None:
     """Forget every registration."""
+    global _database_in_use
+    _database_in_use = None
     _tracked.clear()
     _resolved.clear()
 

@@ -23,7 +23,7 @@ from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.context import _Unset, effective_context
 from sqlaudit.exceptions import UserRequiredError
 
-__all__ = ["Author", "resolve", "write"]
+__all__ = ["Author", "resolve", "transaction_id", "write"]
 
 _TRANSACTION_KEY = "sqlaudit.transaction"
 
@@ -44,7 +44,7 @@ class Author:
         not when the flush began.
         """
         return FlushStamp(
-            transaction_id=_transaction_id(session, connection),
+            transaction_id=transaction_id(session, connection),
             changed_by=self.changed_by,
             changed_at=_clock.utc_now(),
             extra=self.extra,
@@ -82,7 +82,7 @@ def resolve(
     return Author(config, changed_by, context.stored_extra())
 
 
-def _transaction_id(session: Session, connection: Connection) -> str:
+def transaction_id(session: Session, connection: Connection) -> str:
     """Return the id shared by every change row of one database transaction.
 
     The database transaction is the connection's outermost one: a session joined

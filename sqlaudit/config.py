@@ -30,13 +30,16 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Mapper, Session
 
-from sqlaudit import _clock, _schema
+from sqlaudit import _clock, _registry, _schema
 from sqlaudit.exceptions import (
     ConfigurationError,
     ConfigurationTypeError,
     InvalidTimeZoneError,
     NotConfiguredError,
 )
+
+# How changes are captured: by the flush hooks, or by generated triggers.
+CAPTURE_MODES = ("session", "database")
 
 __all__ = ["SQLAuditConfig", "SessionFactory", "UserId", "clear_config", "get_config", "set_config"]
 
@@ -83,11 +86,16 @@ class SQLAuditConfig:
             flush; a row changed meanwhile records the value the session saw, and an
             assignment of the value already there records an update). Values the
             session never loaded are read either way.
+        capture: How tracked models that name no mode of their own are captured:
+            ``"session"`` (the default: the flush hooks and bulk-statement hook write
+            the change rows) or ``"database"`` (generated triggers write them, for
+            writes from anywhere; install them with :func:`sqlaudit.install_triggers`).
 
     Raises:
         InvalidTimeZoneError: ``time_zone`` names no known zone.
         ConfigurationTypeError: an argument has the wrong type.
-        ConfigurationError: ``user_model_user_id_field`` is not an attribute of ``user_model``.
+        ConfigurationError: ``user_model_user_id_field`` is not an attribute of ``user_model``,
+            or ``capture`` is neither ``"session"`` nor ``"database"``.
 
     Example:
         >>> from sqlalchemy import create_engine
@@ -113,6 +121,7 @@ class SQLAuditConfig:
     require_user: bool = False
     bulk_in_database: bool = True
     read_old_values: bool = True
+    capture: str = "session"
 
     def __post_init__(self) -> None:
         if not callable(self.session_factory):
@@ -136,6 +145,11 @@ class SQLAuditConfig:
                     f"SQLAuditConfig.{name} must be True or False, not {value!r} "
                     f"({type(value).__name__})."
                 )
+        if self.capture not in CAPTURE_MODES:
+            raise ConfigurationError(
+                f"SQLAuditConfig.capture must be 'session' (flush hooks, the default) or "
+                f"'database' (generated triggers; see install_triggers()), not {self.capture!r}."
+            )
         object.__setattr__(self, "_zone", _resolve_zone(self.time_zone))
         object.__setattr__(self, "_user_id_attr", self._resolve_user_id_attr())
 
@@ -344,6 +358,7 @@ def set_config(config: SQLAuditConfig) -> None:
             bind = session.get_bind()
             _schema.create_change_table(config.table, bind)
     _config = config
+    _registry.set_default_capture(config.capture)
 
 
 def get_config() -> SQLAuditConfig:
@@ -372,3 +387,4 @@ def clear_config() -> None:
     """
     global _config
     _config = None
+    _registry.set_default_capture("session")

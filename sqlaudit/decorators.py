@@ -15,6 +15,7 @@ typo fails at import time, naming the columns that do exist.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ def track_table(
     tracked_fields: Iterable[str] | str | None = None,
     table_label: str | None = None,
     resource_id_field: str | None = None,
+    capture: str | None = None,
 ) -> Callable[[T], T]:
     """Audit inserts, updates and deletes of a mapped class's fields.
 
@@ -46,6 +48,9 @@ def track_table(
         table_label: A human name for the table in the history (default: the class name).
         resource_id_field: The column that identifies a resource in the history
             (default: the primary key; a composite key is recorded as all its parts).
+        capture: ``"session"`` (flush hooks) or ``"database"`` (generated triggers,
+            installed with :func:`sqlaudit.install_triggers`, which record writes from
+            anywhere); default: the config's ``capture``.
 
     Returns:
         A class decorator that registers the class and returns it unchanged.
@@ -77,8 +82,16 @@ def track_table(
             f"track_table(tracked_fields=...) takes attribute names as str, got {requested!r}."
         )
 
+    if capture is not None and capture not in ("session", "database"):
+        raise TrackingError(
+            f"track_table(capture=...) must be 'session' or 'database', not {capture!r}."
+        )
+
     def decorate(cls: T) -> T:
-        _registry.register(_build(cls, requested, table_label, resource_id_field))
+        tracked = _build(cls, requested, table_label, resource_id_field)
+        if capture is not None:
+            tracked = dataclasses.replace(tracked, capture=capture)
+        _registry.register(tracked)
         return cls
 
     return decorate

@@ -13,6 +13,7 @@ exceptions keeps working::
     ├── NotConfiguredError (RuntimeError)      no config set yet
     ├── UserRequiredError (RuntimeError)       require_user is on and no user is known
     ├── TrackingError (ValueError)             @track_table given a bad field or class
+    │   └── TriggerTypeError                   a column database capture cannot encode
     ├── UntrackedModelError (ValueError)       a model that is not tracked
     ├── BulkStatementError (ValueError)        a bulk statement whose rows cannot be audited
     ├── UnauditedWriteError (RuntimeError)     a tracked write that cannot commit with its rows
@@ -20,7 +21,8 @@ exceptions keeps working::
     └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
 
     SQLAuditWarning (UserWarning)
-    └── FallbackEncodingWarning                a value stored with the fallback encoding
+    ├── FallbackEncodingWarning                a value stored with the fallback encoding
+    └── TriggerDriftWarning                    installed capture triggers differ from the models
 
 Example:
     >>> from sqlaudit.exceptions import SQLAuditError, FilterError
@@ -43,6 +45,8 @@ __all__ = [
     "SQLAuditError",
     "SQLAuditWarning",
     "TrackingError",
+    "TriggerDriftWarning",
+    "TriggerTypeError",
     "UnauditedWriteError",
     "UntrackedModelError",
     "UserRequiredError",
@@ -209,4 +213,30 @@ class FallbackEncodingWarning(SQLAuditWarning):
     Example:
         >>> import warnings
         >>> warnings.simplefilter("error", FallbackEncodingWarning)  # make it loud in tests
+    """
+
+
+class TriggerTypeError(TrackingError):
+    """A tracked column whose type database capture cannot encode exactly like Python.
+
+    Raised by :func:`sqlaudit.install_triggers` (and the Alembic operations), naming
+    the model, the column and the fix: the change would otherwise be stored
+    differently from what session capture records.
+
+    Example:
+        >>> issubclass(TriggerTypeError, TrackingError)
+        True
+    """
+
+
+class TriggerDriftWarning(SQLAuditWarning):
+    """The installed capture triggers differ from what the tracked models declare.
+
+    Issued by :func:`sqlaudit.register_hooks` at start-up for each problem
+    :func:`sqlaudit.check_triggers` finds (a trigger missing, written for other
+    fields or column types, a tracked column dropped).
+
+    Example:
+        >>> issubclass(TriggerDriftWarning, SQLAuditWarning)
+        True
     """

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,20 +37,20 @@ from weakref import WeakKeyDictionary, WeakSet
 
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
 
-from sqlaudit import _bulk, _guard, _registry
+from sqlaudit import _bulk, _dbcontext, _guard, _registry
 from sqlaudit._capture import ChangeRow, FlushStamp, Operation, change_rows, changed_fields
 from sqlaudit._registry import TrackedModel
 from sqlaudit._stored import checks_for
 from sqlaudit._writer import Author, resolve, write
 from sqlaudit.config import get_config
 from sqlaudit.context import auditing_disabled
-from sqlaudit.exceptions import NotConfiguredError, UnauditedWriteError
+from sqlaudit.exceptions import NotConfiguredError, TriggerDriftWarning, UnauditedWriteError
 
 __all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
 
@@ -93,7 +94,9 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
     session.info[_FLUSH_KEY] = None
     if auditing_disabled():
         return
-    lookup = _registry.lookup
+    if _registry.database_capture_in_use():
+        _prepare_triggers(session)
+    lookup = _registry.in_session
     models: set[type[Any]] = set()
     before: dict[int, _Pending] = {}
     read_all = _reads_old_values()
@@ -159,6 +162,22 @@ def _before_flush(session: Session, flush_context: UOWTransaction, instances: An
 
 
 _CHECKED_KEY = "sqlaudit.transactional"
+
+
+def _prepare_triggers(session: Session) -> None:
+    """Hand the database triggers the context of this flush's database-captured writes."""
+    found: dict[Mapper[Any], TrackedModel] = {}
+    for collection in (session.new, session.dirty, session.deleted):
+        for obj in collection:
+            tracked = _registry.in_database(type(obj))
+            if tracked is not None:
+                found.setdefault(sa_inspect(type(obj)), tracked)
+    if not found:
+        return
+    author = resolve(session, {tracked.model for tracked in found.values()})
+    for mapper, tracked in found.items():
+        connection = session.connection(bind_arguments={"mapper": mapper})
+        _dbcontext.prepare(session, connection, author, [tracked])
 
 
 def _refuse_autocommit(session: Session, models: set[type[Any]], changes_anything: Any) -> None:
@@ -310,7 +329,7 @@ def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> 
     committed = state.committed_state
     if not any(value is _UNKNOWN for value in committed.values()):
         return  # the common case: every old value is known
-    tracked = _registry.lookup(type(target))
+    tracked = _registry.in_session(type(target))
     if tracked is None or auditing_disabled():
         return
     missing = [name for name in tracked.fields if name in committed and committed[name] is _UNKNOWN]
@@ -339,7 +358,7 @@ def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> 
 def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
     if auditing_disabled():
         return
-    lookup = _registry.lookup
+    lookup = _registry.in_session
     capture: _FlushCapture | None = session.info.get(_FLUSH_KEY)
     before = {} if capture is None else capture.before
     for obj in session.new:
@@ -416,7 +435,7 @@ def _persistent_to_deleted(session: Session, instance: Any) -> None:
     The row is gone by now, so the last values are those the object had loaded;
     an attribute that was expired records no value.
     """
-    tracked = _registry.lookup(type(instance))
+    tracked = _registry.in_session(type(instance))
     # Outside a flush (a bulk delete synchronising the session) the bulk hook has
     # already recorded the rows.
     if tracked is None or auditing_disabled() or not session._flushing:
@@ -702,6 +721,37 @@ def _unlisten_mappers() -> None:
     _listened.clear()
 
 
+def _end_of_transaction(connection: Connection) -> None:
+    if _registry.database_capture_in_use():
+        _dbcontext.clear(connection)
+        connection.info[_CLEAN_KEY] = True
+
+
+def _begin(connection: Connection) -> None:
+    connection.info[_CLEAN_KEY] = False
+
+
+def _pool_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+    # A connection returned to the pool without commit or rollback through its
+    # Connection (reset on return): MySQL/MariaDB session variables would outlive it.
+    if record.info.get(_CLEAN_KEY, True) or not _registry.database_capture_in_use():
+        return
+    if "mysql" in type(dbapi_connection).__module__.lower():
+        _dbcontext.reset_dbapi(dbapi_connection, "mysql")
+    record.info[_CLEAN_KEY] = True
+
+
+_CLEAN_KEY = "sqlaudit.context_clear"
+# Listened on every Engine (and so every pool): database capture's context must not
+# outlive a transaction.
+_ENGINE_EVENTS: tuple[tuple[str, Any], ...] = (
+    ("begin", _begin),
+    ("commit", _end_of_transaction),
+    ("rollback", _end_of_transaction),
+    ("reset", _pool_reset),
+)
+
+
 def register_hooks() -> None:
     """Start capturing changes of tracked models in every Session.
 
@@ -718,6 +768,33 @@ def register_hooks() -> None:
     if _listen_mapper not in _registry.on_register:
         _registry.on_register.append(_listen_mapper)
     _guard.install_legacy_guards()
+    for name, listener in _ENGINE_EVENTS:
+        if not event.contains(Engine, name, listener):
+            event.listen(Engine, name, listener)
+    _check_triggers_at_start()
+
+
+def _check_triggers_at_start() -> None:
+    """Warn about drift of the capture triggers, when database capture is configured."""
+    if not _registry.database_capture_in_use():
+        return
+    try:
+        config = get_config()
+    except NotConfiguredError:
+        return
+    from sqlaudit import triggers
+
+    try:
+        with config.open_session() as session:
+            bind = session.get_bind()
+    except Exception as error:  # start-up must not fail on a check
+        warnings.warn(
+            f"sqlaudit could not check the capture triggers: {error}",
+            TriggerDriftWarning,
+            stacklevel=3,
+        )
+        return
+    triggers.warn_on_drift(bind)
 
 
 def unregister_hooks() -> None:
@@ -733,6 +810,9 @@ def unregister_hooks() -> None:
         _registry.on_register.remove(_listen_mapper)
     _unlisten_mappers()
     _guard.remove_legacy_guards()
+    for name, listener in _ENGINE_EVENTS:
+        if event.contains(Engine, name, listener):
+            event.remove(Engine, name, listener)
 
 
 def hooks_registered() -> bool:

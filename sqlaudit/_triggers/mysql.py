@@ -1,0 +1,225 @@
+"""MySQL and MariaDB: one row-level AFTER trigger per operation.
+
+Each trigger writes the changed fields of its row with one ``INSERT ... SELECT``
+over a derived table that unpivots the tracked columns. Who and why come from
+session variables the ORM side sets once per transaction (see
+:mod:`sqlaudit._dbcontext`); a write with no context (another client) draws a
+transaction id, records no user and the database account in ``extra``.
+
+Every encoded value is converted to ``utf8mb4`` with the binary collation, the
+change table's, so tracked columns in other character sets mix in one statement.
+
+MySQL and MariaDB fire no trigger for rows a foreign-key cascade deletes or
+changes; :func:`create_sql` takes the cascades that reach tracked tables and the
+parent's BEFORE DELETE / BEFORE UPDATE triggers record those child rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlaudit._sql_codec import literal
+from sqlaudit._triggers import Plan
+
+__all__ = ["Cascade", "create_sql", "drop_sql", "installed_sql"]
+
+_COLUMNS = (
+    "transaction_id, table_name, table_label, resource_id, field_name, operation, "
+    "old_value, new_value, changed_by, changed_at, extra"
+)
+_NO_CONTEXT_EXTRA = "JSON_OBJECT('extra', JSON_OBJECT('sqlaudit.database_role', CURRENT_USER()))"
+_EXTRA = f"IF(@sqlaudit_context IS NULL, {_NO_CONTEXT_EXTRA}, @sqlaudit_extra)"
+_WHO = "IF(@sqlaudit_context IS NULL, NULL, @sqlaudit_changed_by)"
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """A tracked child table a foreign key cascades to from the plan's table.
+
+    ``child``: the child's plan; ``columns``: (child column, parent column) pairs;
+    ``on_delete`` / ``on_update``: the referential actions (``CASCADE``,
+    ``SET NULL``...) or ``None``.
+    """
+
+    child: Plan
+    columns: tuple[tuple[str, str], ...]
+    on_delete: str | None
+    on_update: str | None
+
+
+def _utf8(sql: str) -> str:
+    return f"CONVERT({sql} USING utf8mb4) COLLATE utf8mb4_bin"
+
+
+def _derived(plan: Plan, *aliases: str) -> str:
+    selects = []
+    names = ("name", "old", "new") if len(aliases) == 2 else ("name", "val")
+    for field in plan.fields:
+        values = [_utf8(literal(field.name))]
+        values += [_utf8(field.spell(f"{alias}.{plan.quote(field.column)}")) for alias in aliases]
+        selects.append(
+            "SELECT " + ", ".join(f"{v} AS {n}" for v, n in zip(values, names, strict=True))
+        )
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
+def _insert(plan: Plan, rid: str, operation: str, source: str, where: str, extra: str) -> str:
+    change = plan.qualified(plan.change_table)
+    old = "v.old" if operation == "update" else ("v.val" if operation == "delete" else "NULL")
+    new = "v.new" if operation == "update" else ("v.val" if operation == "insert" else "NULL")
+    return (
+        f"INSERT INTO {change} ({_COLUMNS}) SELECT @sqlaudit_transaction_id, "
+        f"{literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}, "
+        f"{_utf8(rid)}, v.name, '{operation}', {old}, {new}, {_WHO}, UTC_TIMESTAMP(6), "
+        f"{extra} FROM {source} AS v{where};"
+    )
+
+
+def _linked(old_id: str, new_id: str) -> str:
+    link = f"JSON_OBJECT('sqlaudit.key_change', JSON_OBJECT('from', {old_id}, 'to', {new_id}))"
+    return (
+        f"JSON_SET(COALESCE({_EXTRA}, JSON_OBJECT()), '$.extra', JSON_MERGE_PATCH("
+        f"COALESCE(JSON_EXTRACT({_EXTRA}, '$.extra'), JSON_OBJECT()), {link}))"
+    )
+
+
+_START = "IF @sqlaudit_transaction_id IS NULL THEN SET @sqlaudit_transaction_id = UUID(); END IF;"
+
+
+def _matches(cascade: Cascade, parent: str, child: str = "c") -> str:
+    return " AND ".join(
+        f"{child}.{cascade.child.quote(c)} = {parent}.{cascade.child.quote(p)}"
+        for c, p in cascade.columns
+    )
+
+
+def _cascade_sql(plan: Plan, cascade: Cascade, operation: str) -> str:
+    """Statements recording the child rows a parent DELETE/UPDATE cascades to."""
+    child = cascade.child
+    table = child.qualified(child.table)
+    action = cascade.on_delete if operation == "delete" else cascade.on_update
+    if action not in ("CASCADE", "SET NULL"):
+        return ""
+    where = _matches(cascade, "OLD")
+    if operation == "update":
+        changed = " OR ".join(
+            f"NOT (OLD.{plan.quote(p)} <=> NEW.{plan.quote(p)})" for _, p in cascade.columns
+        )
+        where = f"({changed}) AND {where}"
+    fields = {field.column: field for field in child.fields}
+    if operation == "delete" and action == "CASCADE":
+        # Every tracked field of each child row, with its last value.
+        # MariaDB has no LATERAL: the fields are unpivoted by a join with their numbers.
+        numbers = " UNION ALL ".join(f"SELECT {i} AS n" for i in range(len(child.fields)))
+        name = " ".join(
+            f"WHEN {i} THEN {_utf8(literal(f.name))}" for i, f in enumerate(child.fields)
+        )
+        value = " ".join(
+            f"WHEN {i} THEN {_utf8(f.spell(f'c.{child.quote(f.column)}'))}"
+            for i, f in enumerate(child.fields)
+        )
+        rid = child.key_sql("c")
+        return (
+            f"INSERT INTO {child.qualified(child.change_table)} ({_COLUMNS}) "
+            f"SELECT @sqlaudit_transaction_id, {literal(child.tracked.table_name)}, "
+            f"{literal(child.tracked.table_label)}, {_utf8(rid)}, CASE k.n {name} END, "
+            f"'delete', CASE k.n {value} END, NULL, {_WHO}, UTC_TIMESTAMP(6), {_EXTRA} "
+            f"FROM {table} AS c CROSS JOIN ({numbers}) AS k WHERE {where} ORDER BY c.{child.quote(child.primary_key[0])}, k.n;"
+        )
+    # SET NULL (delete or update) or CASCADE (update): the foreign-key columns change.
+    parts = []
+    for child_column, parent_column in cascade.columns:
+        field = fields.get(child_column)
+        if field is None:
+            continue
+        new_value = "NULL" if action == "SET NULL" else f"NEW.{plan.quote(parent_column)}"
+        old_sql = _utf8(field.spell(f"c.{child.quote(child_column)}"))
+        new_sql = _utf8(field.spell(new_value)) if new_value != "NULL" else "NULL"
+        parts.append(
+            f"INSERT INTO {child.qualified(child.change_table)} ({_COLUMNS}) "
+            f"SELECT @sqlaudit_transaction_id, {literal(child.tracked.table_name)}, "
+            f"{literal(child.tracked.table_label)}, {_utf8(child.key_sql('c'))}, "
+            f"{literal(field.name)}, 'update', {old_sql}, {new_sql}, {_WHO}, UTC_TIMESTAMP(6), "
+            f"{_EXTRA} FROM {table} AS c WHERE {where} AND NOT ({old_sql} <=> {new_sql});"
+        )
+    return "\n".join(parts)
+
+
+def trigger_names(plan: Plan) -> dict[str, str]:
+    """Return the trigger name per (timing, operation) key, within MySQL's 64 characters."""
+    return {
+        key: plan.short_name(key.replace(" ", "_").lower(), limit=64)
+        for key in (
+            "AFTER INSERT",
+            "AFTER UPDATE",
+            "AFTER DELETE",
+            "BEFORE UPDATE",
+            "BEFORE DELETE",
+        )
+    }
+
+
+def create_sql(plan: Plan, cascades: tuple[Cascade, ...] = ()) -> list[str]:
+    """Return the statements that (re)create the table's triggers."""
+    table = plan.qualified(plan.table)
+    names = trigger_names(plan)
+    mark = f"/* sqlaudit trigger {plan.fingerprint} */"
+    new_id, old_id = plan.key_sql("NEW"), plan.key_sql("OLD")
+    bodies = {
+        "AFTER INSERT": _insert(
+            plan, new_id, "insert", _derived(plan, "NEW"), " WHERE v.val IS NOT NULL", _EXTRA
+        ),
+        "AFTER DELETE": _insert(plan, old_id, "delete", _derived(plan, "OLD"), "", _EXTRA),
+        "AFTER UPDATE": (
+            f"IF {old_id} <=> {new_id} THEN "
+            + _insert(
+                plan,
+                new_id,
+                "update",
+                _derived(plan, "OLD", "NEW"),
+                " WHERE NOT (v.old <=> v.new)",
+                _EXTRA,
+            )
+            + " ELSE "
+            + _insert(plan, old_id, "delete", _derived(plan, "OLD"), "", _linked(old_id, new_id))
+            + " "
+            + _insert(
+                plan,
+                new_id,
+                "insert",
+                _derived(plan, "NEW"),
+                " WHERE v.val IS NOT NULL",
+                _linked(old_id, new_id),
+            )
+            + " END IF;"
+        ),
+    }
+    before_delete = "\n".join(filter(None, (_cascade_sql(plan, c, "delete") for c in cascades)))
+    before_update = "\n".join(filter(None, (_cascade_sql(plan, c, "update") for c in cascades)))
+    if before_delete:
+        bodies["BEFORE DELETE"] = before_delete
+    if before_update:
+        bodies["BEFORE UPDATE"] = before_update
+    statements = [f"DROP TRIGGER IF EXISTS {plan.quote(name)}" for name in names.values()]
+    for key, body in bodies.items():
+        statements.append(
+            f"CREATE TRIGGER {plan.quote(names[key])} {key} ON {table} FOR EACH ROW "
+            f"BEGIN {mark} {_START} {body} END"
+        )
+    return statements
+
+
+def drop_sql(plan: Plan) -> list[str]:
+    """Return the statements that drop the table's triggers."""
+    return [f"DROP TRIGGER IF EXISTS {plan.quote(name)}" for name in trigger_names(plan).values()]
+
+
+def installed_sql(plan: Plan) -> str:
+    """Return a query of (trigger name, trigger body) for the table's sqlaudit triggers."""
+    schema = literal(plan.table.schema) if plan.table.schema else "DATABASE()"
+    return (
+        "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS "
+        f"WHERE EVENT_OBJECT_SCHEMA = {schema} "
+        f"AND EVENT_OBJECT_TABLE = {literal(plan.table.name)} "
+        "AND TRIGGER_NAME LIKE 'sqlaudit%'"
+    )
