@@ -38,7 +38,7 @@ from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import UnauditedWriteError
 
-__all__ = ["MYSQL_CLEAR", "clear", "context_table_name", "prepare", "verified"]
+__all__ = ["MYSQL_CLEAR", "clear", "context_table_name", "prepare", "ready", "verified"]
 
 _KEY = "sqlaudit.dbcontext"
 _MYSQL = ("mysql", "mariadb")
@@ -84,6 +84,19 @@ def _check_installed(connection: Connection, models: Iterable[TrackedModel]) -> 
                 "Alembic operation) after the tables exist."
             )
         known.add(tracked.table_name)
+
+
+def ready(connection: Connection, tracked: TrackedModel) -> bool:
+    """Tell whether the context is in place on ``connection`` for a write to ``tracked``."""
+    current = connection.info.get(_KEY)
+    if current is None:
+        return False
+    scope = current[0]
+    if scope is None or not scope.is_active:
+        return False
+    if scope is not (connection.get_nested_transaction() or connection.get_transaction()):
+        return False
+    return tracked.table_name in _verified.get(connection.engine, ())
 
 
 def prepare(

@@ -26,7 +26,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, SessionTransaction
 
-from sqlaudit import _registry
+from sqlaudit import _dbcontext, _registry, _writer
 from sqlaudit.context import auditing_disabled
 from sqlaudit.exceptions import BulkStatementError, UnauditedWriteError
 
@@ -184,9 +184,30 @@ def _guarded(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
                     f"{model} (tracked) would commit unaudited. Use "
                     f"{_LEGACY[name].format(model=model)} instead, which sqlaudit audits."
                 )
+            _prepare_triggers(self, name, args, kwargs)
         return original(self, *args, **kwargs)
 
     return method
+
+
+def _prepare_triggers(
+    session: Session, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Hand database triggers the context of a legacy bulk write to database-captured models."""
+    if not _registry.database_capture_in_use():
+        return
+    if name == "bulk_save_objects":
+        classes = {type(obj) for obj in kwargs.get("objects", args[0] if args else ())}
+    else:
+        target = kwargs.get("mapper", args[0] if args else None)
+        classes = {target} if isinstance(target, type) else set()
+    models = [t for cls in classes if (t := _registry.in_database(cls)) is not None]
+    if not models:
+        return
+    author = _writer.resolve(session, {tracked.model for tracked in models})
+    for tracked in models:
+        connection = session.connection(bind_arguments={"mapper": sa_inspect(tracked.model)})
+        _dbcontext.prepare(session, connection, author, [tracked])
 
 
 def install_legacy_guards() -> None:

@@ -222,8 +222,10 @@ def _datetime(column_type: DateTime, dialect: str, where: str) -> Spelling:
 
 
 def _hex_uuid(x: str, dialect: str) -> str:
-    # 32 hex digits (SQLAlchemy's Uuid where there is no native type) -> canonical form.
-    parts = [f"substr(lower({x}), {start}, {length})" for start, length in _UUID_PARTS]
+    # 32 hex digits (SQLAlchemy's Uuid where there is no native type), or a native
+    # UUID's text (MariaDB's UUID type) -> the canonical form.
+    digits = f"replace(lower({_as_text(x, dialect)}), '-', '')"
+    parts = [f"substr({digits}, {start}, {length})" for start, length in _UUID_PARTS]
     dashed = ", '-', ".join(parts)
     if dialect in _MYSQL:
         return f"CONCAT({dashed})"

@@ -38,7 +38,7 @@ from weakref import WeakKeyDictionary, WeakSet
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
+from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction, object_session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.elements import ClauseElement
@@ -702,7 +702,28 @@ _EVENTS: tuple[tuple[str, Any], ...] = (
 # Listened on each tracked class, at register_hooks() (or when the class is tracked
 # later): a mapper's listeners run in the order they were registered, so listeners
 # an application registered before register_hooks() run before sqlaudit's.
-_MAPPER_EVENTS: tuple[tuple[str, Any], ...] = (("before_update", _before_update),)
+def _before_write(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    """Make sure the triggers have the context, right before a database-captured row is written.
+
+    ``before_flush`` hands it over for the objects the session held when the flush
+    began; this catches any added later (by another ``before_flush`` listener).
+    """
+    if not _registry.database_capture_in_use() or auditing_disabled():
+        return
+    tracked = _registry.in_database(type(target))
+    if tracked is None or _dbcontext.ready(connection, tracked):
+        return
+    session = object_session(target)
+    if session is not None:
+        _dbcontext.prepare(session, connection, resolve(session, {tracked.model}), [tracked])
+
+
+_MAPPER_EVENTS: tuple[tuple[str, Any], ...] = (
+    ("before_update", _before_update),
+    ("before_insert", _before_write),
+    ("before_update", _before_write),
+    ("before_delete", _before_write),
+)
 _listened: WeakSet[type[Any]] = WeakSet()
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlaudit import _registry
 from sqlaudit.config import SQLAuditConfig, clear_config, set_config
 from sqlaudit.hooks import register_hooks, unregister_hooks
+from sqlaudit.triggers import install_triggers
 
 BACKEND_URLS = {
     "postgresql": os.environ.get(
@@ -98,6 +99,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         target = TARGETS[callspec.params["target"]]
         if target.backend not in marker.args and target.name not in marker.args:
             item.add_marker(pytest.mark.skip(reason=f"runs on {', '.join(marker.args)} only"))
+    for item in items:
+        marker = item.get_closest_marker("capture_modes")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or "capture" not in callspec.params:
+            continue
+        if callspec.params["capture"] not in marker.args:
+            reason = marker.kwargs.get("reason", "")
+            item.add_marker(
+                pytest.mark.skip(reason=f"{', '.join(marker.args)} capture only: {reason}")
+            )
 
 
 @pytest.fixture(scope="session", params=list(TARGETS))
@@ -193,6 +204,7 @@ class Audit:
     engine: Engine
     base: type[DeclarativeBase]
     user: Any = None
+    capture: str = "session"
     config: SQLAuditConfig = field(init=False)
     Session: sessionmaker[Session] = field(init=False)
 
@@ -201,6 +213,7 @@ class Audit:
 
     def configure(self, **options: Any) -> SQLAuditConfig:
         options.setdefault("get_user_id_callback", lambda: self.user)
+        options.setdefault("capture", self.capture)
         options.setdefault("time_zone", "UTC")
         self.config = SQLAuditConfig(session_factory=self.Session, **options)
         set_config(self.config)
@@ -208,7 +221,10 @@ class Audit:
         return self.config
 
     def create_tables(self) -> None:
+        """Create the models' tables (and, in database capture, install their triggers)."""
         self.base.metadata.create_all(self.engine)
+        if _registry.database_capture_in_use():
+            install_triggers(self.engine)
 
     def rows(self) -> list[Any]:
         """Every raw change row, oldest first."""
@@ -218,12 +234,18 @@ class Audit:
 
 
 @pytest.fixture
-def audit(engine: Engine, base: type[DeclarativeBase]) -> Audit:
+def capture() -> str:
+    """How tracked models are captured; a module overrides it to run in both modes."""
+    return "session"
+
+
+@pytest.fixture
+def audit(engine: Engine, base: type[DeclarativeBase], capture: str) -> Audit:
     """sqlaudit configured on ``engine`` (time zone UTC, user from ``audit.user``), hooks on.
 
     Declare models on ``base``, then call ``audit.create_tables()``.
     """
-    result = Audit(engine=engine, base=base)
+    result = Audit(engine=engine, base=base, capture=capture)
     result.configure()
     return result
 

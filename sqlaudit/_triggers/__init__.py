@@ -23,6 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlaudit import _sql_codec
 from sqlaudit._registry import TrackedModel
 from sqlaudit._sql_codec import Spelling
+from sqlaudit.exceptions import TriggerTypeError
 
 __all__ = ["VERSION", "Field", "Plan", "plan_for"]
 
@@ -104,6 +105,15 @@ def plan_for(tracked: TrackedModel, dialect: Dialect, change_table: Table) -> Pl
     table: Table = mapper.local_table
     model = tracked.model.__name__
     fields = []
+    for field_name in tracked.fields + tracked.key_fields:
+        if mapper.columns[field_name].table is not table:
+            raise TriggerTypeError(
+                f"{model}.{field_name} is a column of {mapper.columns[field_name].table}, not "
+                f"of {table.fullname}: a trigger on {table.fullname} cannot see it (joined-table "
+                f"inheritance). Track {model} with session capture "
+                "(track_table(..., capture='session')), or track that field on the model "
+                "mapped to its own table."
+            )
     for field_name in tracked.fields:
         column = mapper.columns[field_name]
         spell = _sql_codec.value_sql(column.type, name, f"{model}.{field_name}")

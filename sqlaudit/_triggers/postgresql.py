@@ -90,13 +90,13 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO {change} ({columns})
         SELECT {head}, {plan.key_sql("n")}, f.name, 'insert', NULL, f.new, who,
-               clock_timestamp(), ext::json
+               statement_timestamp(), ext::json
         FROM new_rows n CROSS JOIN LATERAL ({_values(plan, "n")}) AS f(name, new)
         WHERE f.new IS NOT NULL;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO {change} ({columns})
         SELECT {head}, {plan.key_sql("o")}, f.name, 'delete', f.old, NULL, who,
-               clock_timestamp(), ext::json
+               statement_timestamp(), ext::json
         FROM old_rows o CROSS JOIN LATERAL ({_values(plan, "o")}) AS f(name, old);
     ELSE
         INSERT INTO {change} ({columns})
@@ -135,7 +135,7 @@ BEGIN
             FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.n)")}) AS f(name, new)
             WHERE (m.n).{first_pk} IS NOT NULL AND f.new IS NOT NULL
         )
-        SELECT {head}, r.rid, r.name, r.op, r.old, r.new, who, clock_timestamp(), r.ext::json
+        SELECT {head}, r.rid, r.name, r.op, r.old, r.new, who, statement_timestamp(), r.ext::json
         FROM rows r ORDER BY r.ord;
     END IF;
     RETURN NULL;
