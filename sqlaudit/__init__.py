@@ -21,6 +21,7 @@ per changed field::
 Everything listed in ``__all__`` is importable from here and from its documented
 submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
 :mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.migration`,
+:mod:`sqlaudit.triggers`,
 :mod:`sqlaudit.exceptions`).
 """
 
@@ -48,6 +49,8 @@ from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
 from sqlaudit.exceptions import SQLAuditError as SQLAuditError
 from sqlaudit.exceptions import SQLAuditWarning as SQLAuditWarning
 from sqlaudit.exceptions import TrackingError as TrackingError
+from sqlaudit.exceptions import TriggerDriftWarning as TriggerDriftWarning
+from sqlaudit.exceptions import TriggerTypeError as TriggerTypeError
 from sqlaudit.exceptions import UnauditedWriteError as UnauditedWriteError
 from sqlaudit.exceptions import UntrackedModelError as UntrackedModelError
 from sqlaudit.exceptions import UserRequiredError as UserRequiredError
@@ -59,6 +62,11 @@ from sqlaudit.retrieval import ResourceChange as ResourceChange
 from sqlaudit.retrieval import TruncatedValue as TruncatedValue
 from sqlaudit.retrieval import get_resource_changes as get_resource_changes
 from sqlaudit.retrieval import get_transaction_changes as get_transaction_changes
+from sqlaudit.triggers import TriggerProblem as TriggerProblem
+from sqlaudit.triggers import check_triggers as check_triggers
+from sqlaudit.triggers import drop_triggers as drop_triggers
+from sqlaudit.triggers import install_triggers as install_triggers
+from sqlaudit.triggers import trigger_sql as trigger_sql
 
 __version__ = "0.1.0"
 
@@ -79,22 +87,29 @@ __all__ = [
     "SQLAuditError",
     "SQLAuditWarning",
     "TrackingError",
+    "TriggerDriftWarning",
+    "TriggerProblem",
+    "TriggerTypeError",
     "TruncatedValue",
     "UnauditedWriteError",
     "UntrackedModelError",
     "UserRequiredError",
     "audit_context",
+    "check_triggers",
     "clear_config",
     "clear_session_context",
     "current_context",
     "disable_auditing",
+    "drop_triggers",
     "get_config",
     "get_resource_changes",
     "get_transaction_changes",
+    "install_triggers",
     "register_hooks",
     "set_config",
     "set_session_context",
     "track_table",
+    "trigger_sql",
     "unregister_hooks",
     "untrack_table",
     "upgrade_change_table",

@@ -255,7 +255,9 @@ def _bytes(column_type: LargeBinary, dialect: str, where: str) -> Spelling:
     if dialect == _POSTGRESQL:
         return lambda x: f"('bytes:' || translate(encode({x}, 'base64'), E'\\n', ''))"
     if dialect in _MYSQL:
-        return lambda x: f"CONCAT('bytes:', REPLACE(TO_BASE64({x}), CHAR(10), ''))"
+        return lambda x: (
+            f"CONCAT('bytes:', CONVERT(REPLACE(TO_BASE64({x}), CHAR(10), '') USING utf8mb4))"
+        )
     return _refuse(
         where,
         column_type,

@@ -22,6 +22,7 @@ SUBMODULES = [
     "sqlaudit.hooks",
     "sqlaudit.retrieval",
     "sqlaudit.migration",
+    "sqlaudit.triggers",
     "sqlaudit.exceptions",
 ]
 
