@@ -59,7 +59,7 @@ def _cases(backend: str) -> list[tuple[str, TypeEngine[Any], list[Any]]]:
         ("int", Integer(), [0, -5, 7, 2**31 - 1]),
         ("small", SmallInteger(), [3, -3]),
         ("big", BigInteger(), [2**40, -(2**40)]),
-        ("str", String(200), ["", "plain", "it's \"quoted\"", "emoji 🎉 ünïcode", "back\\slash"]),
+        ("str", String(200), ["", "plain", 'it\'s "quoted"', "emoji 🎉 ünïcode", "back\\slash"]),
         ("text", Text(), ["line\nbreak", "x" * 300]),
         ("unicode", Unicode(50), ["Ωmega"]),
         ("flag", Boolean(), [True, False]),
@@ -127,7 +127,10 @@ def test_resource_id_is_spelled_as_python_encodes_it(engine, key_types, values):
     table = Table(
         "codec_keys",
         metadata,
-        *(Column(name, kind, primary_key=True, autoincrement=False) for name, kind in zip(names, key_types, strict=True)),
+        *(
+            Column(name, kind, primary_key=True, autoincrement=False)
+            for name, kind in zip(names, key_types, strict=True)
+        ),
     )
     metadata.create_all(engine)
     spell = _sql_codec.key_sql(key_types, engine.dialect.name, "Keys.id")
@@ -159,7 +162,9 @@ def test_resource_id_is_spelled_as_python_encodes_it(engine, key_types, values):
         (Uuid(as_uuid=False), ("mysql", "sqlite"), "as_uuid"),
     ],
 )
-def test_types_the_database_cannot_spell_are_refused_naming_the_column(column_type, dialects, named):
+def test_types_the_database_cannot_spell_are_refused_naming_the_column(
+    column_type, dialects, named
+):
     """A type whose encoding the database cannot spell exactly raises TriggerTypeError naming the column and the fix."""
     for dialect in dialects:
         with pytest.raises(TriggerTypeError) as raised:
@@ -181,4 +186,3 @@ def test_literal_doubles_quotes():
     """SQL string literals double embedded quotes and spell None as NULL."""
     assert _sql_codec.literal("it's") == "'it''s'"
     assert _sql_codec.literal(None) == "NULL"
-
