@@ -119,6 +119,30 @@ class SQLAuditTrusting(SQLAudit):
     read_old_values = False
 
 
+class SQLAuditDatabase(SQLAudit):
+    """sqlaudit with ``capture="database"``: generated triggers write the change rows."""
+
+    name = "sqlaudit-database"
+    label = "sqlaudit, capture='database'"
+    every_driver = False
+    capture = "database"
+
+    def declare(self) -> tuple[type[Any], type[Any]]:
+        """Declare the model and track its four tracked fields with database capture."""
+        from sqlaudit.decorators import track_table
+
+        base, item = declare_item()
+        track_table(tracked_fields=list(TRACKED), table_label="Item", capture="database")(item)
+        return base, item
+
+    def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
+        """Configure sqlaudit as for session capture, then install the triggers."""
+        from sqlaudit.triggers import install_triggers
+
+        super().install(engine, base, item, **options)
+        install_triggers(engine)
+
+
 class _Versioning(Contestant):
     """A SQLAlchemy-Continuum style peer: a full-row version per changed object."""
 
@@ -297,6 +321,7 @@ CONTESTANTS: dict[str, Contestant] = {
         Contestant(),
         SQLAudit(),
         SQLAuditTrusting(),
+        SQLAuditDatabase(),
         Floor(),
         Continuum(),
         History(),

@@ -119,9 +119,9 @@ def prepare(
     wanted = (transaction_id, author.changed_by, extra)
     scope = connection.get_nested_transaction() or connection.get_transaction()
     current = connection.info.get(_KEY)
-    if current is not None and current[0] is scope and scope is not None and scope.is_active:
-        if current[1] == wanted:
-            return
+    in_place = current is not None and current[0] is scope and current[1] == wanted
+    if in_place and scope is not None and scope.is_active:
+        return
     dialect = connection.dialect.name
     if dialect == "postgresql":
         context = json.dumps(

@@ -125,7 +125,7 @@ def capture_of(tracked: TrackedModel) -> str:
 
 
 def in_session(cls: type[Any]) -> TrackedModel | None:
-    """Return how instances of ``cls`` are tracked if session capture records them, else ``None``."""
+    """Return how instances of ``cls`` are tracked if session capture records them."""
     tracked = lookup(cls)
     if tracked is None or (tracked.capture or _default_capture) != "session":
         return None

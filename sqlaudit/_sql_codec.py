@@ -80,7 +80,7 @@ def _refuse(where: str, column_type: TypeEngine[Any], dialect: str, why: str, fi
 
 
 def value_sql(column_type: TypeEngine[Any], dialect: str, where: str) -> Spelling:
-    """Return the SQL spelling of the codec for values of ``column_type`` on ``dialect``.
+    r"""Return the SQL spelling of the codec for values of ``column_type`` on ``dialect``.
 
     Args:
         column_type: The column's SQLAlchemy type.
@@ -92,7 +92,7 @@ def value_sql(column_type: TypeEngine[Any], dialect: str, where: str) -> Spellin
 
     Example:
         >>> value_sql(Integer(), "postgresql", "Customer.age")('NEW."age"')
-        '(\\'int:\\' || NEW."age"::text)'
+        '(\'int:\' || NEW."age"::text)'
     """
     if isinstance(column_type, TypeDecorator):
         return _refuse(
@@ -268,9 +268,9 @@ def _bytes(column_type: LargeBinary, dialect: str, where: str) -> Spelling:
 
 
 def key_sql(column_types: Sequence[TypeEngine[Any]], dialect: str, where: str) -> Spelling:
-    """Return the SQL spelling of the resource id over the key columns.
+    r"""Return the SQL spelling of the resource id over the key columns.
 
-    The returned function takes the SQL of each key column, joined by ``"\\x00"``.
+    The returned function takes the SQL of each key column, joined by ``"\x00"``.
     One column gives its text (``7``, a UUID in canonical form); several give a
     compact JSON array of their texts (``["7","a"]``).
 

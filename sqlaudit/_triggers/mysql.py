@@ -124,7 +124,8 @@ def _cascade_sql(plan: Plan, cascade: Cascade, operation: str) -> str:
             f"SELECT @sqlaudit_transaction_id, {literal(child.tracked.table_name)}, "
             f"{literal(child.tracked.table_label)}, {_utf8(rid)}, CASE k.n {name} END, "
             f"'delete', CASE k.n {value} END, NULL, {_WHO}, UTC_TIMESTAMP(6), {_EXTRA} "
-            f"FROM {table} AS c CROSS JOIN ({numbers}) AS k WHERE {where} ORDER BY c.{child.quote(child.primary_key[0])}, k.n;"
+            f"FROM {table} AS c CROSS JOIN ({numbers}) AS k WHERE {where} "
+            f"ORDER BY c.{child.quote(child.primary_key[0])}, k.n;"
         )
     # SET NULL (delete or update) or CASCADE (update): the foreign-key columns change.
     parts = []

@@ -82,7 +82,8 @@ BEGIN
         PERFORM set_config('sqlaudit.transaction_id', tx, true);
     END IF;
     IF ctx IS NULL THEN
-        ext := jsonb_build_object('extra', jsonb_build_object('sqlaudit.database_role', current_user));
+        ext := jsonb_build_object(
+            'extra', jsonb_build_object('sqlaudit.database_role', current_user));
     ELSE
         who := ctx ->> 'changed_by';
         ext := NULLIF(ctx -> 'extra', 'null'::jsonb);
