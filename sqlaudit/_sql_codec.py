@@ -171,15 +171,20 @@ def _enum(column_type: SAEnum, dialect: str) -> Spelling:
 
 def _numeric(column_type: Numeric[Any], dialect: str, where: str) -> Spelling:
     scale = column_type.scale
-    if dialect == _SQLITE or not column_type.asdecimal or scale is None or scale > _MAX_SCALE:
+    if not column_type.asdecimal or scale is None or scale > _MAX_SCALE:
         return _refuse(
             where,
             column_type,
             dialect,
-            "only a NUMERIC with a declared scale of at most 6 (PostgreSQL, MySQL, MariaDB) "
-            "reads back as a Decimal whose text the database can spell (SQLite keeps "
-            "NUMERIC as a float).",
+            "only a NUMERIC with a declared scale of at most 6 reads back as a Decimal "
+            "whose text the database can spell.",
             f"or declare Numeric(precision, scale) with scale <= {_MAX_SCALE}.",
+        )
+    if dialect == _SQLITE:
+        # SQLite keeps the number as REAL (or INTEGER); SQLAlchemy reads it back as
+        # Decimal("%.<scale>f" % value), which printf() spells the same way.
+        return lambda x: (
+            f"(CASE WHEN {x} IS NULL THEN NULL ELSE 'decimal:' || printf('%.{scale}f', {x}) END)"
         )
     return lambda x: _concat(dialect, "'decimal:'", _as_text(x, dialect))
 

@@ -76,12 +76,12 @@ def _cases(backend: str) -> list[tuple[str, TypeEngine[Any], list[Any]]]:
         ),
         ("ident", Uuid(), [uuid.UUID("12345678-9abc-4def-8123-456789abcdef"), uuid.uuid4()]),
     ]
+    cases += [
+        ("price", Numeric(10, 2), [Decimal("1.50"), Decimal("-0.05"), Decimal("12345678.00")]),
+        ("rate", Numeric(12, 6), [Decimal("0.000001"), Decimal("3.141593"), Decimal(5)]),
+    ]
     if backend != "sqlite":
-        cases += [
-            ("price", Numeric(10, 2), [Decimal("1.50"), Decimal("-0.05"), Decimal("12345678.00")]),
-            ("rate", Numeric(12, 6), [Decimal("0.000001"), Decimal("3.141593")]),
-            ("blob", LargeBinary(), [b"", b"\x00\xff binary", bytes(range(256))]),
-        ]
+        cases.append(("blob", LargeBinary(), [b"", b"\x00\xff binary", bytes(range(256))]))
     return cases
 
 
@@ -155,8 +155,7 @@ def test_resource_id_is_spelled_as_python_encodes_it(engine, key_types, values):
         (Upper(), ("postgresql", "mysql", "sqlite"), "TypeDecorator"),
         (Time(), ("postgresql", "mysql", "sqlite"), "no SQL spelling"),
         (Interval(), ("postgresql",), "cannot be captured"),
-        (Numeric(10, 2), ("sqlite",), "NUMERIC"),
-        (Numeric(20, 10), ("postgresql", "mysql"), "scale"),
+        (Numeric(20, 10), ("postgresql", "mysql", "sqlite"), "scale"),
         (Numeric(), ("postgresql",), "scale"),
         (LargeBinary(), ("sqlite",), "base64"),
         (Uuid(as_uuid=False), ("mysql", "sqlite"), "as_uuid"),

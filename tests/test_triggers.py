@@ -119,18 +119,20 @@ def declare(base: type[DeclarativeBase], backend: str) -> dict[str, type[Any]]:
         sku: Mapped[str] = mapped_column(String(20), unique=True)
         title: Mapped[str] = mapped_column(String(50))
 
-    models = {"Customer": Customer, "Order": Order, "Token": Token, "Setting": Setting}
-    models["Product"] = Product
-    if backend != "sqlite":
+    @track_table(tracked_fields=["amount"])
+    class Invoice(base):
+        __tablename__ = "invoices"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
 
-        @track_table(tracked_fields=["amount"])
-        class Invoice(base):
-            __tablename__ = "invoices"
-            id: Mapped[int] = mapped_column(primary_key=True)
-            amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
-
-        models["Invoice"] = Invoice
-    return models
+    return {
+        "Customer": Customer,
+        "Order": Order,
+        "Token": Token,
+        "Setting": Setting,
+        "Product": Product,
+        "Invoice": Invoice,
+    }
 
 
 Scenario = Callable[[Any, dict[str, type[Any]], str], None]

@@ -76,6 +76,7 @@ DECLARE
     ctx jsonb := NULLIF(current_setting('sqlaudit.context', true), '')::jsonb;
     who text;
     ext jsonb;
+    extj json;
 BEGIN
     IF tx IS NULL THEN
         tx := gen_random_uuid()::text;
@@ -88,56 +89,66 @@ BEGIN
         who := ctx ->> 'changed_by';
         ext := NULLIF(ctx -> 'extra', 'null'::jsonb);
     END IF;
+    extj := ext::json;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO {change} ({columns})
         SELECT {head}, {plan.key_sql("n")}, f.name, 'insert', NULL, f.new, who,
-               statement_timestamp(), ext::json
+               statement_timestamp(), extj
         FROM new_rows n CROSS JOIN LATERAL ({_values(plan, "n")}) AS f(name, new)
         WHERE f.new IS NOT NULL;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO {change} ({columns})
         SELECT {head}, {plan.key_sql("o")}, f.name, 'delete', f.old, NULL, who,
-               statement_timestamp(), ext::json
+               statement_timestamp(), extj
         FROM old_rows o CROSS JOIN LATERAL ({_values(plan, "o")}) AS f(name, old);
     ELSE
+        -- Rows that kept their resource id: one row per changed field.
         INSERT INTO {change} ({columns})
-        WITH pairs AS (
-            SELECT o, n FROM old_rows o FULL JOIN new_rows n ON {pk_o}
-        ), lone AS (
-            SELECT p.o, p.n FROM pairs p WHERE (p.o).{first_pk} IS NULL OR (p.n).{first_pk} IS NULL
-        ), moves AS (
-            SELECT p.o, p.n FROM pairs p
-            WHERE (p.o).{first_pk} IS NOT NULL AND (p.n).{first_pk} IS NOT NULL
-              AND {o_key} <> {n_key}
-            UNION ALL
-            SELECT (SELECT l.o FROM lone l WHERE (l.o).{first_pk} IS NOT NULL),
-                   (SELECT l.n FROM lone l WHERE (l.n).{first_pk} IS NOT NULL)
-            WHERE (SELECT count(*) FROM lone l WHERE (l.o).{first_pk} IS NOT NULL) = 1
-              AND (SELECT count(*) FROM lone l WHERE (l.n).{first_pk} IS NOT NULL) = 1
-            UNION ALL
-            SELECT l.o, l.n FROM lone l
-            WHERE NOT ((SELECT count(*) FROM lone l WHERE (l.o).{first_pk} IS NOT NULL) = 1
-                   AND (SELECT count(*) FROM lone l WHERE (l.n).{first_pk} IS NOT NULL) = 1)
-        ), rows AS (
-            SELECT 0 AS ord, {mo_key} AS rid, f.name, 'delete' AS op, f.old, NULL AS new,
-                   CASE WHEN (m.n).{first_pk} IS NULL THEN ext
-                        ELSE {_linked(mo_key, mn_key)} END AS ext
-            FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.o)")}) AS f(name, old)
-            WHERE (m.o).{first_pk} IS NOT NULL
-            UNION ALL
-            SELECT 1, {o_key}, f.name, 'update', f.old, f.new, ext
-            FROM pairs p CROSS JOIN LATERAL ({_values(plan, "(p.o)", "(p.n)")}) AS f(name, old, new)
-            WHERE (p.o).{first_pk} IS NOT NULL AND (p.n).{first_pk} IS NOT NULL
-              AND {o_key} = {n_key} AND f.old IS DISTINCT FROM f.new
-            UNION ALL
-            SELECT 2, {mn_key}, f.name, 'insert', NULL, f.new,
-                   CASE WHEN (m.o).{first_pk} IS NULL THEN ext
-                        ELSE {_linked(mo_key, mn_key)} END
-            FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.n)")}) AS f(name, new)
-            WHERE (m.n).{first_pk} IS NOT NULL AND f.new IS NOT NULL
-        )
-        SELECT {head}, r.rid, r.name, r.op, r.old, r.new, who, statement_timestamp(), r.ext::json
-        FROM rows r ORDER BY r.ord;
+        SELECT {head}, {plan.key_sql("o")}, f.name, 'update', f.old, f.new, who,
+               statement_timestamp(), extj
+        FROM old_rows o JOIN new_rows n ON {pk_o}
+             CROSS JOIN LATERAL ({_values(plan, "o", "n")}) AS f(name, old, new)
+        WHERE {plan.key_sql("o")} = {plan.key_sql("n")} AND f.old IS DISTINCT FROM f.new;
+        -- Rows whose resource id changed (rare): the old life ends, a new one begins.
+        IF EXISTS (SELECT 1 FROM old_rows o LEFT JOIN new_rows n ON {pk_o}
+                   WHERE n.{first_pk} IS NULL OR {plan.key_sql("o")} <> {plan.key_sql("n")}) THEN
+            INSERT INTO {change} ({columns})
+            WITH pairs AS (
+                SELECT o, n FROM old_rows o FULL JOIN new_rows n ON {pk_o}
+            ), lone AS (
+                SELECT p.o, p.n FROM pairs p
+                WHERE (p.o).{first_pk} IS NULL OR (p.n).{first_pk} IS NULL
+            ), single AS (
+                SELECT (SELECT count(*) FROM lone l WHERE (l.o).{first_pk} IS NOT NULL) = 1
+                   AND (SELECT count(*) FROM lone l WHERE (l.n).{first_pk} IS NOT NULL) = 1
+                   AS paired
+            ), moves AS (
+                SELECT p.o, p.n FROM pairs p
+                WHERE (p.o).{first_pk} IS NOT NULL AND (p.n).{first_pk} IS NOT NULL
+                  AND {o_key} <> {n_key}
+                UNION ALL
+                SELECT (SELECT l.o FROM lone l WHERE (l.o).{first_pk} IS NOT NULL),
+                       (SELECT l.n FROM lone l WHERE (l.n).{first_pk} IS NOT NULL)
+                FROM single WHERE single.paired
+                UNION ALL
+                SELECT l.o, l.n FROM lone l, single WHERE NOT single.paired
+            ), rows AS (
+                SELECT 0 AS ord, {mo_key} AS rid, f.name, 'delete' AS op, f.old, NULL AS new,
+                       CASE WHEN (m.n).{first_pk} IS NULL THEN ext
+                            ELSE {_linked(mo_key, mn_key)} END AS ext
+                FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.o)")}) AS f(name, old)
+                WHERE (m.o).{first_pk} IS NOT NULL
+                UNION ALL
+                SELECT 1, {mn_key}, f.name, 'insert', NULL, f.new,
+                       CASE WHEN (m.o).{first_pk} IS NULL THEN ext
+                            ELSE {_linked(mo_key, mn_key)} END
+                FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.n)")}) AS f(name, new)
+                WHERE (m.n).{first_pk} IS NOT NULL AND f.new IS NOT NULL
+            )
+            SELECT {head}, r.rid, r.name, r.op, r.old, r.new, who, statement_timestamp(),
+                   r.ext::json
+            FROM rows r ORDER BY r.ord;
+        END IF;
     END IF;
     RETURN NULL;
 END"""
@@ -149,7 +160,10 @@ def create_sql(plan: Plan) -> list[str]:
     table = plan.qualified(plan.table)
     statements = [
         f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
-        f"AS $sqlaudit${_body(plan)}$sqlaudit$"
+        # PL/pgSQL keeps the plan of the first statement it saw (often one row): a
+        # nested loop joining old and new rows would then be reused for a bulk UPDATE
+        # of thousands of rows, quadratic. Hash joins stay linear at every size.
+        f"SET enable_nestloop = off AS $sqlaudit${_body(plan)}$sqlaudit$"
     ]
     for operation in _OPERATIONS:
         name = plan.quote(_trigger(plan, operation))
