@@ -27,7 +27,9 @@ submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
 from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
 from sqlaudit.config import clear_config as clear_config
 from sqlaudit.config import get_config as get_config
+from sqlaudit.config import register_type as register_type
 from sqlaudit.config import set_config as set_config
+from sqlaudit.config import unregister_type as unregister_type
 from sqlaudit.context import AuditContext as AuditContext
 from sqlaudit.context import audit_context as audit_context
 from sqlaudit.context import clear_session_context as clear_session_context
@@ -43,6 +45,7 @@ from sqlaudit.exceptions import ContextTypeError as ContextTypeError
 from sqlaudit.exceptions import FallbackEncodingWarning as FallbackEncodingWarning
 from sqlaudit.exceptions import FilterError as FilterError
 from sqlaudit.exceptions import FilterTypeError as FilterTypeError
+from sqlaudit.exceptions import HooksNotRegisteredWarning as HooksNotRegisteredWarning
 from sqlaudit.exceptions import InvalidTimeZoneError as InvalidTimeZoneError
 from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
 from sqlaudit.exceptions import SQLAuditError as SQLAuditError
@@ -71,6 +74,7 @@ __all__ = [
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
+    "HooksNotRegisteredWarning",
     "InvalidTimeZoneError",
     "NotConfiguredError",
     "Operation",
@@ -92,10 +96,12 @@ __all__ = [
     "get_resource_changes",
     "get_transaction_changes",
     "register_hooks",
+    "register_type",
     "set_config",
     "set_session_context",
     "track_table",
     "unregister_hooks",
+    "unregister_type",
     "untrack_table",
     "upgrade_change_table",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -35,11 +36,15 @@ from sqlaudit.exceptions import ContextTypeError
 
 __all__ = [
     "AuditContext",
+    "AuditContextManager",
     "audit_context",
     "auditing_disabled",
+    "clear_audit_context",
     "clear_session_context",
     "current_context",
     "disable_auditing",
+    "get_audit_context",
+    "set_audit_context",
     "set_session_context",
 ]
 
@@ -295,3 +300,99 @@ def auditing_disabled() -> bool:
         False
     """
     return _disabled.get()
+
+
+# --- sqlaudit 0.7's names ---------------------------------------------------------------
+
+
+def _legacy_layer(
+    user_id: Any, reason: str | None, impersonated_by: Any, where: str
+) -> AuditContext:
+    extra: dict[str, Any] = {}
+    if impersonated_by is not None:
+        extra["impersonated_by"] = _user_id_text(impersonated_by, where)
+    return _build(UNSET if user_id is None else user_id, reason, extra, where)
+
+
+class AuditContextManager(audit_context):
+    """sqlaudit 0.7's context manager: :class:`audit_context` with 0.7's arguments.
+
+    Deprecated (a :class:`DeprecationWarning` says so): ``impersonated_by`` is kept as
+    ``extra["impersonated_by"]``, ``user_id=None`` leaves the user to
+    ``get_user_id_callback`` (read at each flush, not when the block opens), and
+    ``with`` gives an :class:`AuditContext`, not 0.7's pydantic model.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     with AuditContextManager(user_id="123", reason="Update record") as ctx:
+        ...         ctx.user_id, ctx.reason
+        ('123', 'Update record')
+    """
+
+    def __init__(
+        self,
+        *,
+        user_id: Any = None,
+        reason: str | None = None,
+        impersonated_by: Any = None,
+    ) -> None:
+        warnings.warn(
+            "AuditContextManager is sqlaudit 0.7's name: use "
+            "sqlaudit.audit_context(user_id=..., reason=..., impersonated_by=...); "
+            "impersonated_by is kept in ResourceChange.extra.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._layer = _legacy_layer(user_id, reason, impersonated_by, "AuditContextManager")
+
+
+def set_audit_context(
+    *, user_id: Any = None, reason: str | None = None, impersonated_by: Any = None
+) -> AuditContext:
+    """Set the context of this thread or task with no block to leave (sqlaudit 0.7's name).
+
+    Deprecated (a :class:`DeprecationWarning` says so): it replaces the ambient
+    context until :func:`clear_audit_context` (0.7 also cleared it after the next
+    flush); prefer ``with audit_context(...)``, which restores the outer state.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     set_audit_context(user_id="7", reason="import").user_id
+        '7'
+        >>> clear_audit_context()
+    """
+    warnings.warn(
+        "set_audit_context() is sqlaudit 0.7's name: use `with "
+        "sqlaudit.audit_context(user_id=..., reason=...):` around the work; the context "
+        "set here stays until clear_audit_context().",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    layer = _legacy_layer(user_id, reason, impersonated_by, "set_audit_context")
+    _context.set(layer)
+    return layer
+
+
+def clear_audit_context() -> None:
+    """Forget the context set by :func:`set_audit_context` (sqlaudit 0.7's name).
+
+    Example:
+        >>> clear_audit_context()
+        >>> current_context().reason is None
+        True
+    """
+    _context.set(_EMPTY)
+
+
+def get_audit_context() -> AuditContext:
+    """Return the ambient context: sqlaudit 0.7's name for :func:`current_context`.
+
+    Example:
+        >>> get_audit_context().user_id
+        UNSET
+    """
+    return _context.get()
