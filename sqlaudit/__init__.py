@@ -38,6 +38,7 @@ from sqlaudit.context import disable_auditing as disable_auditing
 from sqlaudit.context import set_session_context as set_session_context
 from sqlaudit.decorators import track_table as track_table
 from sqlaudit.decorators import untrack_table as untrack_table
+from sqlaudit.exceptions import AuditContextWarning as AuditContextWarning
 from sqlaudit.exceptions import BulkStatementError as BulkStatementError
 from sqlaudit.exceptions import ConfigurationError as ConfigurationError
 from sqlaudit.exceptions import ConfigurationTypeError as ConfigurationTypeError
@@ -67,6 +68,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditContext",
+    "AuditContextWarning",
     "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",

@@ -32,7 +32,7 @@ from uuid import UUID
 
 from sqlalchemy.orm import Session
 
-from sqlaudit.exceptions import ContextTypeError
+from sqlaudit.exceptions import AuditContextWarning, ContextTypeError
 
 __all__ = [
     "AuditContext",
@@ -184,6 +184,18 @@ class audit_context:
                 _entered.set(entered[:position] + entered[position + 1 :])
                 _context.reset(entered[position][1])
                 return
+        # Left in a context it was never entered in: whatever ran in between (in the
+        # context the caller meant) did not see it. A sync FastAPI dependency does
+        # exactly this: FastAPI enters and exits it in worker threads.
+        warnings.warn(
+            "audit_context was left in another thread or task than the one it was entered "
+            "in, so the changes made meanwhile did not carry its user, reason or metadata. "
+            "A sync (def) FastAPI dependency does this: declare the dependency with "
+            "`async def`, or call set_session_context(session, user_id=...) on the "
+            "request's Session instead.",
+            AuditContextWarning,
+            stacklevel=2,
+        )
 
     async def __aenter__(self) -> AuditContext:
         return self.__enter__()

@@ -21,6 +21,7 @@ exceptions keeps working::
     └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
 
     SQLAuditWarning (UserWarning)
+    ├── AuditContextWarning                    an audit_context left where it was not entered
     ├── FallbackEncodingWarning                a value stored with the fallback encoding
     └── HooksNotRegisteredWarning              a tracked change flushed before register_hooks()
 
@@ -33,6 +34,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "AuditContextWarning",
     "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",
@@ -242,5 +244,19 @@ class HooksNotRegisteredWarning(SQLAuditWarning):
 
     Example:
         >>> issubclass(HooksNotRegisteredWarning, SQLAuditWarning)
+        True
+    """
+
+
+class AuditContextWarning(SQLAuditWarning):
+    """An ``audit_context`` was left in another thread or task than it was entered in.
+
+    The changes made in between did not carry its user: the typical cause is a sync
+    (``def``) FastAPI dependency, which FastAPI enters and exits in worker threads.
+    Declare the dependency ``async def``, or use
+    :func:`sqlaudit.context.set_session_context` on the request's Session.
+
+    Example:
+        >>> issubclass(AuditContextWarning, SQLAuditWarning)
         True
     """
