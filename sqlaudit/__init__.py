@@ -64,7 +64,7 @@ from sqlaudit.retrieval import TruncatedValue as TruncatedValue
 from sqlaudit.retrieval import get_resource_changes as get_resource_changes
 from sqlaudit.retrieval import get_transaction_changes as get_transaction_changes
 
-__version__ = "0.1.0"
+__version__ = "1.0.0a1"
 
 __all__ = [
     "AuditContext",
