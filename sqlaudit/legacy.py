@@ -37,7 +37,7 @@ How 0.7's rows map to change rows:
   0.7 wrote, unless the database converted it to its own zone);
 * ``reason`` is kept as the reason, ``impersonated_by`` in ``extra``.
 
-Rows are written in the order of the 0.7 records (their ``record_id``s are
+Rows are written in the order of the 0.7 records (whose ``record_id`` values are
 time-ordered). Run the import before the application records new changes:
 histories are listed in the order rows were written, so rows imported later list
 as newer than changes recorded before the import.

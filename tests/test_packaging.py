@@ -83,3 +83,11 @@ def test_mypy_checks_the_typed_examples():
     files = PYPROJECT["tool"]["mypy"]["files"]
     assert "examples/session_factories.py" in files
     assert "examples/quickstart.py" in files
+
+
+def test_the_docs_have_the_alembic_and_migration_pages():
+    """The Alembic page and "Migrating from sqlaudit 0.7" are in the docs' table of contents."""
+    index = (ROOT / "docs" / "index.md").read_text()
+    for page in ("alembic", "migrating-from-0.7"):
+        assert f"\n{page}\n" in index
+        assert (ROOT / "docs" / f"{page}.md").exists()
