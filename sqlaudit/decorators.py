@@ -27,7 +27,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Mapper
 
-from sqlaudit import _registry
+from sqlaudit import _registry, hooks
 from sqlaudit.exceptions import TrackingError
 
 __all__ = ["track_table", "untrack_table"]
@@ -125,8 +125,7 @@ def track_table(
 
     def decorate(cls: T) -> T:
         _registry.register(_build(cls, requested, table_label, resource_id_field))
-        from sqlaudit import hooks  # it imports the registry this module fills
-
+        # Forgetting register_hooks() must not be silent: warn at the first flush.
         hooks.watch_unregistered()
         return cls
 
