@@ -322,7 +322,12 @@ def _legacy_layer(
 ) -> AuditContext:
     extra: dict[str, Any] = {}
     if impersonated_by is not None:
-        extra["impersonated_by"] = _user_id_text(impersonated_by, where)
+        if isinstance(impersonated_by, bool) or not isinstance(impersonated_by, (str, int, UUID)):
+            raise ContextTypeError(
+                f"{where}(impersonated_by=...) takes a str, int, UUID or None, not "
+                f"{type(impersonated_by).__name__}; pass the impersonating user's id."
+            )
+        extra["impersonated_by"] = str(impersonated_by)
     return _build(UNSET if user_id is None else user_id, reason, extra, where)
 
 

@@ -22,6 +22,7 @@ from sqlaudit.context import (
 from sqlaudit.exceptions import (
     ConfigurationError,
     ConfigurationTypeError,
+    ContextTypeError,
     FilterError,
     InvalidTimeZoneError,
     NotConfiguredError,
@@ -365,3 +366,29 @@ def test_a_name_taken_by_another_class_is_refused():
         register_type(Fraction, str, Fraction, name="number")  # the same class again is fine
     finally:
         unregister_type(Fraction)
+
+
+def test_0_7_context_names_refuse_ids_they_cannot_store():
+    """A user id or impersonator of another type raises a ContextTypeError naming the argument and the fix."""
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ContextTypeError, match=r"AuditContextManager\(user_id=\.\.\.\).*user's id"),
+    ):
+        AuditContextManager(user_id=1.5)
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(
+            ContextTypeError, match=r"set_audit_context\(impersonated_by=\.\.\.\).*user's id"
+        ),
+    ):
+        set_audit_context(impersonated_by=object())
+    assert get_audit_context() == current_context()
+
+
+def test_a_0_7_handler_of_the_wrong_type_is_refused():
+    """``register_custom_handler`` given something other than a TypeHandler says to use register_type."""
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ConfigurationTypeError, match=r"takes a TypeHandler.*register_type"),
+    ):
+        Serializer.register_custom_handler(Money, (str, Money.parse))  # type: ignore[arg-type]
