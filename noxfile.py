@@ -27,9 +27,9 @@ def lint(session: nox.Session) -> None:
     """Check style, formatting and types."""
     session.install(".[lint]")
     session.install("-e", ".")
-    session.run("ruff", "check", "sqlaudit", "tests", "benchmarks")
-    session.run("ruff", "format", "--check", "sqlaudit", "tests", "benchmarks")
-    session.run("mypy")
+    session.run("ruff", "check", "sqlaudit", "tests", "examples", "benchmarks")
+    session.run("ruff", "format", "--check", "sqlaudit", "tests", "examples", "benchmarks")
+    session.run("mypy")  # the package and the typed examples (pyproject.toml)
 
 
 @nox.session

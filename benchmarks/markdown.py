@@ -46,7 +46,7 @@ def _header(summary: dict[str, Any]) -> list[str]:
         "What auditing costs each write, measured against plain SQLAlchemy (the baseline) "
         "and the peers on the same workloads, in one run. Absolute times on shared machines "
         "are noisy, so the tables give **ratios to the baseline measured in the same run**, "
-        "next to it. The budget is the one of issue 4 (and section 5 of the design).",
+        "next to it. The goals each result is held to are listed under Budget below.",
         "",
         "Reproduce with `nox -s bench` (arguments after `--` go to the runner), or in an "
         "environment with `benchmarks/requirements.txt` installed: "
@@ -203,7 +203,7 @@ def _budget(summary: dict[str, Any]) -> list[str]:
     lines = [
         "## Budget",
         "",
-        "sqlaudit against the budget of issue 4. SQLite: W1 and W2 at most 1.5x, W3 1.15x, "
+        "sqlaudit against its performance budget. SQLite: W1 and W2 at most 1.5x, W3 1.15x, "
         "W4 2x. PostgreSQL: as cheap as a hand-written PL/pgSQL audit trigger (W1 2x, W2 1.7x, "
         "W3 1.4x, W4 1.5x; the trigger measured in this run is shown next to sqlaudit). "
         "Everywhere: W5 at most 2x the unaudited bulk statement; R1 under 1 ms per lookup at "

@@ -21,7 +21,7 @@ from benchmarks.workloads import WORKLOADS
 
 __all__ = ["BUDGET", "DRIVER_SPREAD", "shortfall", "summarise", "text_summary", "write"]
 
-# The budget of issue 4, as ratios to plain SQLAlchemy (W1-W5) per database.
+# The performance budget, as ratios to plain SQLAlchemy (W1-W5) per database.
 BUDGET: dict[str, dict[str, float]] = {
     "sqlite": {"W1": 1.5, "W2": 1.5, "W3": 1.15, "W4": 2.0, "W5": 2.0},
     "postgresql": {"W1": 2.0, "W2": 1.7, "W3": 1.4, "W4": 1.5, "W5": 2.0},

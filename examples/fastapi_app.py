@@ -6,7 +6,10 @@
    (``create_app(session_factory, how="middleware")``).
 
 Either way, every change a request makes carries its ``X-User-Id`` and
-``X-Request-Id`` headers, whatever thread or task serves it. Run
+``X-Request-Id`` headers, whatever thread or task serves it. The dependency is
+``async def``: a sync (``def``) dependency is entered in a worker thread, and the
+context it opens would not reach the endpoint. Blocking Session I/O stays out of
+``async def`` endpoints: the async one below hands it to a worker thread. Run
 ``python examples/fastapi_app.py`` (FastAPI and httpx installed) to drive it with
 FastAPI's test client on an SQLite file; ``tests/test_recipes.py`` tests it.
 """
@@ -18,6 +21,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from sqlaudit import (
     SQLAuditConfig,
@@ -104,16 +108,21 @@ def create_app(
         db.commit()
         return {"id": customer.id}
 
-    @app.put("/customers/{customer_id}")
-    async def rename_customer(
-        customer_id: int, body: CustomerIn, db: Annotated[Session, Depends(get_db)]
-    ) -> dict[str, int]:
+    def rename(db: Session, customer_id: int, body: CustomerIn) -> dict[str, int]:
         customer = db.get(Customer, customer_id)
         if customer is None:
             raise HTTPException(404)
         customer.name, customer.email = body.name, body.email
         db.commit()
         return {"id": customer_id}
+
+    @app.put("/customers/{customer_id}")
+    async def rename_customer(
+        customer_id: int, body: CustomerIn, db: Annotated[Session, Depends(get_db)]
+    ) -> dict[str, int]:
+        # The Session blocks: run it in a worker thread, not on the event loop. The
+        # thread runs in a copy of the request's context, audit_context included.
+        return await run_in_threadpool(rename, db, customer_id, body)
 
     @app.get("/customers/{customer_id}/history")
     def history(customer_id: int, db: Annotated[Session, Depends(get_db)]) -> list[dict[str, Any]]:

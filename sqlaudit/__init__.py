@@ -28,7 +28,9 @@ submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
 from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
 from sqlaudit.config import clear_config as clear_config
 from sqlaudit.config import get_config as get_config
+from sqlaudit.config import register_type as register_type
 from sqlaudit.config import set_config as set_config
+from sqlaudit.config import unregister_type as unregister_type
 from sqlaudit.context import AuditContext as AuditContext
 from sqlaudit.context import audit_context as audit_context
 from sqlaudit.context import clear_session_context as clear_session_context
@@ -37,6 +39,7 @@ from sqlaudit.context import disable_auditing as disable_auditing
 from sqlaudit.context import set_session_context as set_session_context
 from sqlaudit.decorators import track_table as track_table
 from sqlaudit.decorators import untrack_table as untrack_table
+from sqlaudit.exceptions import AuditContextWarning as AuditContextWarning
 from sqlaudit.exceptions import BulkStatementError as BulkStatementError
 from sqlaudit.exceptions import ConfigurationError as ConfigurationError
 from sqlaudit.exceptions import ConfigurationTypeError as ConfigurationTypeError
@@ -44,6 +47,7 @@ from sqlaudit.exceptions import ContextTypeError as ContextTypeError
 from sqlaudit.exceptions import FallbackEncodingWarning as FallbackEncodingWarning
 from sqlaudit.exceptions import FilterError as FilterError
 from sqlaudit.exceptions import FilterTypeError as FilterTypeError
+from sqlaudit.exceptions import HooksNotRegisteredWarning as HooksNotRegisteredWarning
 from sqlaudit.exceptions import InvalidTimeZoneError as InvalidTimeZoneError
 from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
 from sqlaudit.exceptions import SQLAuditError as SQLAuditError
@@ -68,10 +72,11 @@ from sqlaudit.triggers import drop_triggers as drop_triggers
 from sqlaudit.triggers import install_triggers as install_triggers
 from sqlaudit.triggers import trigger_sql as trigger_sql
 
-__version__ = "0.1.0"
+__version__ = "1.0.0a1"
 
 __all__ = [
     "AuditContext",
+    "AuditContextWarning",
     "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",
@@ -79,6 +84,7 @@ __all__ = [
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
+    "HooksNotRegisteredWarning",
     "InvalidTimeZoneError",
     "NotConfiguredError",
     "Operation",
@@ -106,11 +112,13 @@ __all__ = [
     "get_transaction_changes",
     "install_triggers",
     "register_hooks",
+    "register_type",
     "set_config",
     "set_session_context",
     "track_table",
     "trigger_sql",
     "unregister_hooks",
+    "unregister_type",
     "untrack_table",
     "upgrade_change_table",
 ]

@@ -11,17 +11,20 @@ it creates the change table when it is missing (unless ``create_table=False``)::
     set_config(SQLAuditConfig(session_factory=sessionmaker(engine), time_zone="Europe/Kyiv"))
 
 ``get_config()`` returns it and ``clear_config()`` forgets it again (tests use that).
+``register_type(cls, encode, decode)`` teaches the change table a value type of
+your own.
 """
 
 from __future__ import annotations
 
 import inspect as pyinspect
-from collections.abc import Callable, Generator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass
 from datetime import tzinfo
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,6 +34,8 @@ from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Mapper, Session
 
 from sqlaudit import _clock, _registry, _schema
+from sqlaudit._codec import register_type as register_type
+from sqlaudit._codec import unregister_type as unregister_type
 from sqlaudit.exceptions import (
     ConfigurationError,
     ConfigurationTypeError,
@@ -41,13 +46,37 @@ from sqlaudit.exceptions import (
 # How changes are captured: by the flush hooks, or by generated triggers.
 CAPTURE_MODES = ("session", "database")
 
-__all__ = ["SQLAuditConfig", "SessionFactory", "UserId", "clear_config", "get_config", "set_config"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = [
+    "SQLAuditConfig",
+    "SessionFactory",
+    "UserId",
+    "clear_config",
+    "get_config",
+    "has_config",
+    "register_type",
+    "set_config",
+    "unregister_type",
+]
 
 UserId = str | int | UUID
 """The types a user id may have: ``str``, ``int`` or ``UUID``."""
 
-SessionFactory = Callable[[], Session] | Callable[[], Generator[Session, None, None]]
-"""A ``sessionmaker``, a callable returning a Session, or a generator function yielding one."""
+SessionFactory = (
+    Callable[[], Session]
+    | Callable[[], Iterator[Session]]
+    | Callable[[], "AsyncSession"]
+    | Callable[[], AsyncIterator["AsyncSession"]]
+)
+"""What ``session_factory`` may be, as the type checker sees it.
+
+A ``sessionmaker``, a function returning a Session, a generator function yielding
+one (FastAPI's ``def get_db() -> Iterator[Session]``, or ``Generator[Session, None,
+None]``), and for async applications an ``async_sessionmaker`` or an async generator
+function yielding an ``AsyncSession`` (read with :mod:`sqlaudit.asyncio`).
+"""
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +119,8 @@ class SQLAuditConfig:
             ``"session"`` (the default: the flush hooks and bulk-statement hook write
             the change rows) or ``"database"`` (generated triggers write them, for
             writes from anywhere; install them with :func:`sqlaudit.install_triggers`).
+        create_all_models: sqlaudit 0.7's name for ``create_table`` (deprecated;
+            a :class:`DeprecationWarning` says so). It wins over ``create_table``.
 
     Raises:
         InvalidTimeZoneError: ``time_zone`` names no known zone.
@@ -122,8 +153,23 @@ class SQLAuditConfig:
     bulk_in_database: bool = True
     read_old_values: bool = True
     capture: str = "session"
+    create_all_models: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.create_all_models is not None:
+            warnings.warn(
+                "SQLAuditConfig(create_all_models=...) is sqlaudit 0.7's name: use "
+                f"create_table={bool(self.create_all_models)!r}. Note that create_table "
+                "defaults to True (0.7's create_all_models defaulted to False).",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if not isinstance(self.create_all_models, bool):
+                raise ConfigurationTypeError(
+                    f"SQLAuditConfig.create_all_models must be True or False, not "
+                    f"{self.create_all_models!r}; better, pass create_table=True or False."
+                )
+            object.__setattr__(self, "create_table", self.create_all_models)
         if not callable(self.session_factory):
             raise ConfigurationTypeError(
                 f"SQLAuditConfig.session_factory must be a sessionmaker, a callable returning "
@@ -359,6 +405,17 @@ def set_config(config: SQLAuditConfig) -> None:
             _schema.create_change_table(config.table, bind)
     _config = config
     _registry.set_default_capture(config.capture)
+
+
+def has_config() -> bool:
+    """Tell whether :func:`set_config` has been called (and not undone by :func:`clear_config`).
+
+    Example:
+        >>> clear_config()
+        >>> has_config()
+        False
+    """
+    return _config is not None
 
 
 def get_config() -> SQLAuditConfig:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -31,15 +32,19 @@ from uuid import UUID
 
 from sqlalchemy.orm import Session
 
-from sqlaudit.exceptions import ContextTypeError
+from sqlaudit.exceptions import AuditContextWarning, ContextTypeError
 
 __all__ = [
     "AuditContext",
+    "AuditContextManager",
     "audit_context",
     "auditing_disabled",
+    "clear_audit_context",
     "clear_session_context",
     "current_context",
     "disable_auditing",
+    "get_audit_context",
+    "set_audit_context",
     "set_session_context",
 ]
 
@@ -179,6 +184,18 @@ class audit_context:
                 _entered.set(entered[:position] + entered[position + 1 :])
                 _context.reset(entered[position][1])
                 return
+        # Left in a context it was never entered in: whatever ran in between (in the
+        # context the caller meant) did not see it. A sync FastAPI dependency does
+        # exactly this: FastAPI enters and exits it in worker threads.
+        warnings.warn(
+            "audit_context was left in another thread or task than the one it was entered "
+            "in, so the changes made meanwhile did not carry its user, reason or metadata. "
+            "A sync (def) FastAPI dependency does this: declare the dependency with "
+            "`async def`, or call set_session_context(session, user_id=...) on the "
+            "request's Session instead.",
+            AuditContextWarning,
+            stacklevel=2,
+        )
 
     async def __aenter__(self) -> AuditContext:
         return self.__enter__()
@@ -295,3 +312,104 @@ def auditing_disabled() -> bool:
         False
     """
     return _disabled.get()
+
+
+# --- sqlaudit 0.7's names ---------------------------------------------------------------
+
+
+def _legacy_layer(
+    user_id: Any, reason: str | None, impersonated_by: Any, where: str
+) -> AuditContext:
+    extra: dict[str, Any] = {}
+    if impersonated_by is not None:
+        if isinstance(impersonated_by, bool) or not isinstance(impersonated_by, (str, int, UUID)):
+            raise ContextTypeError(
+                f"{where}(impersonated_by=...) takes a str, int, UUID or None, not "
+                f"{type(impersonated_by).__name__}; pass the impersonating user's id."
+            )
+        extra["impersonated_by"] = str(impersonated_by)
+    return _build(UNSET if user_id is None else user_id, reason, extra, where)
+
+
+class AuditContextManager(audit_context):
+    """sqlaudit 0.7's context manager: :class:`audit_context` with 0.7's arguments.
+
+    Deprecated (a :class:`DeprecationWarning` says so): ``impersonated_by`` is kept as
+    ``extra["impersonated_by"]``, ``user_id=None`` leaves the user to
+    ``get_user_id_callback`` (read at each flush, not when the block opens), and
+    ``with`` gives an :class:`AuditContext`, not 0.7's pydantic model.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     with AuditContextManager(user_id="123", reason="Update record") as ctx:
+        ...         ctx.user_id, ctx.reason
+        ('123', 'Update record')
+    """
+
+    def __init__(
+        self,
+        *,
+        user_id: Any = None,
+        reason: str | None = None,
+        impersonated_by: Any = None,
+    ) -> None:
+        warnings.warn(
+            "AuditContextManager is sqlaudit 0.7's name: use "
+            "sqlaudit.audit_context(user_id=..., reason=..., impersonated_by=...); "
+            "impersonated_by is kept in ResourceChange.extra.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._layer = _legacy_layer(user_id, reason, impersonated_by, "AuditContextManager")
+
+
+def set_audit_context(
+    *, user_id: Any = None, reason: str | None = None, impersonated_by: Any = None
+) -> AuditContext:
+    """Set the context of this thread or task with no block to leave (sqlaudit 0.7's name).
+
+    Deprecated (a :class:`DeprecationWarning` says so): it replaces the ambient
+    context until :func:`clear_audit_context` (0.7 also cleared it after the next
+    flush); prefer ``with audit_context(...)``, which restores the outer state.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     set_audit_context(user_id="7", reason="import").user_id
+        '7'
+        >>> clear_audit_context()
+    """
+    warnings.warn(
+        "set_audit_context() is sqlaudit 0.7's name: use `with "
+        "sqlaudit.audit_context(user_id=..., reason=...):` around the work; the context "
+        "set here stays until clear_audit_context().",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    layer = _legacy_layer(user_id, reason, impersonated_by, "set_audit_context")
+    _context.set(layer)
+    return layer
+
+
+def clear_audit_context() -> None:
+    """Forget the context set by :func:`set_audit_context` (sqlaudit 0.7's name).
+
+    Example:
+        >>> clear_audit_context()
+        >>> current_context().reason is None
+        True
+    """
+    _context.set(_EMPTY)
+
+
+def get_audit_context() -> AuditContext:
+    """Return the ambient context: sqlaudit 0.7's name for :func:`current_context`.
+
+    Example:
+        >>> get_audit_context().user_id
+        UNSET
+    """
+    return _context.get()

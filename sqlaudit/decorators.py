@@ -1,6 +1,7 @@
 """``@track_table``: choose which models and fields are audited.
 
-Decorate a mapped class (below the class statement, so the mapper exists)::
+Put the decorator on the line above the ``class`` statement of a mapped class
+(it runs once the class body is mapped)::
 
     @track_table(tracked_fields=["name", "email"], table_label="Customer")
     class Customer(Base):
@@ -10,22 +11,24 @@ Decorate a mapped class (below the class statement, so the mapper exists)::
         email: Mapped[str]
 
 Field names are attribute names and are checked against the mapper at once; a
-typo fails at import time, naming the columns that do exist.
+typo fails at import time, naming the columns that do exist. A bare
+``@track_table`` (no parentheses) tracks every column but the primary key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Mapper
 
-from sqlaudit import _registry
+from sqlaudit import _registry, hooks
 from sqlaudit.exceptions import TrackingError
 
 __all__ = ["track_table", "untrack_table"]
@@ -33,16 +36,36 @@ __all__ = ["track_table", "untrack_table"]
 T = TypeVar("T", bound=type[Any])
 
 
+@overload
+def track_table(model_class: T, /) -> T: ...
+
+
+@overload
 def track_table(
     *,
     tracked_fields: Iterable[str] | str | None = None,
     table_label: str | None = None,
     resource_id_field: str | None = None,
+    user_id_field: str | None = None,
     capture: str | None = None,
-) -> Callable[[T], T]:
+) -> Callable[[T], T]: ...
+
+
+def track_table(
+    model_class: Any = None,
+    /,
+    *,
+    tracked_fields: Iterable[str] | str | None = None,
+    table_label: str | None = None,
+    resource_id_field: str | None = None,
+    user_id_field: str | None = None,
+    capture: str | None = None,
+) -> Any:
     """Audit inserts, updates and deletes of a mapped class's fields.
 
     Args:
+        model_class: Given only when used bare, as ``@track_table`` without
+            parentheses: the class to track, with every option at its default.
         tracked_fields: Attribute names of the columns to audit; ``None`` audits every
             column except the primary key.
         table_label: A human name for the table in the history (default: the class name).
@@ -51,12 +74,17 @@ def track_table(
         capture: ``"session"`` (flush hooks) or ``"database"`` (generated triggers,
             installed with :func:`sqlaudit.install_triggers`, which record writes from
             anywhere); default: the config's ``capture``.
+        user_id_field: Accepted for code written for sqlaudit 0.7, which stored it and
+            never used it; ignored, with a :class:`DeprecationWarning`. The user comes
+            from ``get_user_id_callback`` or :func:`~sqlaudit.audit_context`.
 
     Returns:
-        A class decorator that registers the class and returns it unchanged.
+        A class decorator that registers the class and returns it unchanged (used
+        bare: the class itself, registered).
 
     Raises:
-        TrackingError: the class is not mapped, or a name is not one of its columns.
+        TrackingError: the class is not mapped, a name is not one of its columns, or
+            the decorator was given a positional argument other than a class.
 
     Tracking is per class: declaring a fresh class for the same table (as a test
     suite does) registers that class too. Old values are always known, even for
@@ -73,7 +101,26 @@ def track_table(
         ...     __tablename__ = "customers"
         ...     id: Mapped[int] = mapped_column(primary_key=True)
         ...     name: Mapped[str]
+        >>> @track_table  # every column but the primary key
+        ... class Tag(Base):
+        ...     __tablename__ = "tags"
+        ...     id: Mapped[int] = mapped_column(primary_key=True)
+        ...     label: Mapped[str]
     """
+    if model_class is not None and not isinstance(model_class, type):
+        raise TrackingError(
+            f"track_table() takes its options by keyword, not {model_class!r} positionally: "
+            f"write @track_table(tracked_fields={model_class!r}) (or a bare @track_table "
+            "to track every column but the primary key)."
+        )
+    if user_id_field is not None:
+        warnings.warn(
+            f"track_table(user_id_field={user_id_field!r}) is ignored (sqlaudit 0.7 kept it "
+            "and never used it): the user of a change comes from get_user_id_callback or "
+            "audit_context(user_id=...). Remove the argument.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     if isinstance(tracked_fields, str):
         tracked_fields = [tracked_fields]
     requested = None if tracked_fields is None else list(tracked_fields)
@@ -92,8 +139,12 @@ def track_table(
         if capture is not None:
             tracked = dataclasses.replace(tracked, capture=capture)
         _registry.register(tracked)
+        # Forgetting register_hooks() must not be silent: warn at the first flush.
+        hooks.watch_unregistered()
         return cls
 
+    if model_class is not None:
+        return decorate(model_class)
     return decorate
 
 

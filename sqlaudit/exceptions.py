@@ -6,11 +6,12 @@ them all; errors about a bad value or a bad type also derive from
 exceptions keeps working::
 
     SQLAuditError
-    ├── ConfigurationError (ValueError)        a config value that cannot work
-    │   └── InvalidTimeZoneError               an unknown IANA time zone name
-    ├── ConfigurationTypeError (TypeError)     a config argument of the wrong type
+    ├── SQLAuditConfigError                    any configuration problem (sqlaudit 0.7's name)
+    │   ├── ConfigurationError (ValueError)    a config value that cannot work
+    │   │   └── InvalidTimeZoneError           an unknown IANA time zone name
+    │   ├── ConfigurationTypeError (TypeError) a config argument of the wrong type
+    │   └── NotConfiguredError (RuntimeError)  no config set yet
     ├── ContextTypeError (TypeError)           audit_context given a bad user id or metadata
-    ├── NotConfiguredError (RuntimeError)      no config set yet
     ├── UserRequiredError (RuntimeError)       require_user is on and no user is known
     ├── TrackingError (ValueError)             @track_table given a bad field or class
     │   └── TriggerTypeError                   a column database capture cannot encode
@@ -21,7 +22,9 @@ exceptions keeps working::
     └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
 
     SQLAuditWarning (UserWarning)
+    ├── AuditContextWarning                    an audit_context left where it was not entered
     ├── FallbackEncodingWarning                a value stored with the fallback encoding
+    ├── HooksNotRegisteredWarning              a tracked change flushed before register_hooks()
     └── TriggerDriftWarning                    installed capture triggers differ from the models
 
 Example:
@@ -33,6 +36,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "AuditContextWarning",
     "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",
@@ -40,8 +44,10 @@ __all__ = [
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
+    "HooksNotRegisteredWarning",
     "InvalidTimeZoneError",
     "NotConfiguredError",
+    "SQLAuditConfigError",
     "SQLAuditError",
     "SQLAuditWarning",
     "TrackingError",
@@ -65,7 +71,24 @@ class SQLAuditError(Exception):
     """
 
 
-class ConfigurationError(SQLAuditError, ValueError):
+class SQLAuditConfigError(SQLAuditError):
+    """Any configuration problem: a bad value or type, or no configuration at all.
+
+    The name code written for sqlaudit 0.7 catches; :class:`ConfigurationError`,
+    :class:`ConfigurationTypeError` and :class:`NotConfiguredError` derive from it.
+
+    Example:
+        >>> from sqlaudit.config import clear_config, get_config
+        >>> clear_config()
+        >>> try:
+        ...     get_config()
+        ... except SQLAuditConfigError as exc:
+        ...     print(type(exc).__name__)
+        NotConfiguredError
+    """
+
+
+class ConfigurationError(SQLAuditConfigError, ValueError):
     """A configuration value that cannot work (an unknown attribute, a bad name).
 
     Example:
@@ -86,7 +109,7 @@ class InvalidTimeZoneError(ConfigurationError):
     """
 
 
-class ConfigurationTypeError(SQLAuditError, TypeError):
+class ConfigurationTypeError(SQLAuditConfigError, TypeError):
     """A configuration argument of the wrong type (``set_config`` given a dict, say).
 
     Example:
@@ -118,7 +141,7 @@ class UserRequiredError(SQLAuditError, RuntimeError):
     """
 
 
-class NotConfiguredError(SQLAuditError, RuntimeError):
+class NotConfiguredError(SQLAuditConfigError, RuntimeError):
     """sqlaudit is used before :func:`sqlaudit.config.set_config` was called.
 
     Example:
@@ -229,6 +252,19 @@ class TriggerTypeError(TrackingError):
     """
 
 
+class HooksNotRegisteredWarning(SQLAuditWarning):
+    """A tracked model was flushed but :func:`sqlaudit.hooks.register_hooks` was never called.
+
+    Nothing is recorded for that flush. Call ``register_hooks()`` once at start-up,
+    after ``set_config()``; calling :func:`sqlaudit.hooks.unregister_hooks` on
+    purpose silences the warning.
+
+    Example:
+        >>> issubclass(HooksNotRegisteredWarning, SQLAuditWarning)
+        True
+    """
+
+
 class TriggerDriftWarning(SQLAuditWarning):
     """The installed capture triggers differ from what the tracked models declare.
 
@@ -238,5 +274,19 @@ class TriggerDriftWarning(SQLAuditWarning):
 
     Example:
         >>> issubclass(TriggerDriftWarning, SQLAuditWarning)
+        True
+    """
+
+
+class AuditContextWarning(SQLAuditWarning):
+    """An ``audit_context`` was left in another thread or task than it was entered in.
+
+    The changes made in between did not carry its user: the typical cause is a sync
+    (``def``) FastAPI dependency, which FastAPI enters and exits in worker threads.
+    Declare the dependency ``async def``, or use
+    :func:`sqlaudit.context.set_session_context` on the request's Session.
+
+    Example:
+        >>> issubclass(AuditContextWarning, SQLAuditWarning)
         True
     """

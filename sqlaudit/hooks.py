@@ -50,9 +50,14 @@ from sqlaudit._stored import checks_for
 from sqlaudit._writer import Author, resolve, write
 from sqlaudit.config import get_config
 from sqlaudit.context import auditing_disabled
-from sqlaudit.exceptions import NotConfiguredError, TriggerDriftWarning, UnauditedWriteError
+from sqlaudit.exceptions import (
+    HooksNotRegisteredWarning,
+    NotConfiguredError,
+    TriggerDriftWarning,
+    UnauditedWriteError,
+)
 
-__all__ = ["hooks_registered", "register_hooks", "unregister_hooks"]
+__all__ = ["hooks_registered", "register_hooks", "unregister_hooks", "watch_unregistered"]
 
 # Per-flush state lives in session.info, never in a module global: before_flush
 # replaces it on every flush (so a failed flush leaves nothing behind for the next
@@ -781,6 +786,9 @@ def register_hooks() -> None:
     Example:
         >>> register_hooks()
     """
+    global _decided
+    _decided = True
+    _stop_watching()
     for name, listener in _EVENTS:
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)
@@ -824,6 +832,9 @@ def unregister_hooks() -> None:
     Example:
         >>> unregister_hooks()
     """
+    global _decided
+    _decided = True
+    _stop_watching()
     for name, listener in _EVENTS:
         if event.contains(Session, name, listener):
             event.remove(Session, name, listener)
@@ -844,3 +855,61 @@ def hooks_registered() -> bool:
         True
     """
     return all(event.contains(Session, name, listener) for name, listener in _EVENTS)
+
+
+# Forgetting register_hooks() must not be silent. Until register_hooks() or
+# unregister_hooks() is called (a decision either way), @track_table puts one cheap
+# before_flush listener in place that warns when a flush carries tracked objects.
+_decided = False
+
+
+def watch_unregistered() -> None:
+    """Warn at the next flush of a tracked model if :func:`register_hooks` is still not called.
+
+    Called by ``@track_table``; does nothing once :func:`register_hooks` or
+    :func:`unregister_hooks` has been called.
+
+    Example:
+        >>> watch_unregistered()
+    """
+    if _decided or hooks_registered():
+        return
+    if not event.contains(Session, "before_flush", _warn_unregistered):
+        event.listen(Session, "before_flush", _warn_unregistered)
+
+
+def _forget_decision() -> None:
+    """Return to the start-up state: as if neither hook function had been called (tests).
+
+    Example:
+        >>> _forget_decision()
+    """
+    global _decided
+    _decided = False
+    _stop_watching()
+
+
+def _stop_watching() -> None:
+    if event.contains(Session, "before_flush", _warn_unregistered):
+        event.remove(Session, "before_flush", _warn_unregistered)
+
+
+def _warn_unregistered(session: Session, flush_context: UOWTransaction, instances: Any) -> None:
+    if _decided or hooks_registered() or auditing_disabled():
+        return
+    names = sorted(
+        {
+            tracked.model.__name__
+            for group in (session.new, session.dirty, session.deleted)
+            for obj in group
+            if (tracked := _registry.lookup(type(obj))) is not None
+        }
+    )
+    if names:
+        warnings.warn(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} tracked with "
+            "@track_table but register_hooks() was never called, so this flush records "
+            "no changes: call sqlaudit.register_hooks() once at start-up, after set_config().",
+            HooksNotRegisteredWarning,
+            stacklevel=2,
+        )

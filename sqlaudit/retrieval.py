@@ -22,6 +22,7 @@ The query itself is built by :func:`build_changes_query`, so other executors
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -107,6 +108,8 @@ def get_resource_changes(
     limit: int | None = None,
     offset: int | None = None,
     filter_transaction_ids: str | UUID | Iterable[str | UUID] | None = None,
+    sort_by: str | None = None,
+    sort_direction: str = "desc",
 ) -> list[ResourceChange]:
     """Return the recorded changes of a tracked model, newest first.
 
@@ -127,6 +130,15 @@ def get_resource_changes(
         limit: At most this many change rows.
         offset: Skip this many change rows first.
         filter_transaction_ids: One transaction id or a list.
+        sort_by: sqlaudit 0.7's option, deprecated: only ``"timestamp"`` is
+            accepted (with a :class:`DeprecationWarning`), and the order stays the
+            order of writing described below.
+        sort_direction: ``"desc"`` (newest first, the default) or ``"asc"`` (oldest
+            first).
+
+    Code written for sqlaudit 0.7 that passes ``(model_class, filter_resource_ids,
+    session)`` positionally is understood, with a :class:`DeprecationWarning`:
+    pass them by keyword.
 
     Returns:
         The changes, newest first: in the reverse order of writing (the change row
@@ -138,7 +150,7 @@ def get_resource_changes(
     Raises:
         UntrackedModelError: ``model_class`` is not tracked.
         FilterError: a field that is not tracked, a range whose start is after its
-            end, a negative limit or offset.
+            end, a negative limit or offset, an unknown ``sort_by`` or ``sort_direction``.
         FilterTypeError: an id, field, bound, limit or offset of the wrong type.
         NotConfiguredError: :func:`~sqlaudit.config.set_config` was not called.
 
@@ -149,6 +161,18 @@ def get_resource_changes(
         [('name', 'Jane Smith'), ('user_id', 1)]
     """
     config = get_config()
+    if _looks_like_ids(session) and (
+        filter_resource_ids is None or isinstance(filter_resource_ids, Session)
+    ):
+        warnings.warn(
+            "get_resource_changes(model_class, filter_resource_ids, session) is sqlaudit "
+            "0.7's positional order; the second parameter is now session. Pass "
+            "filter_resource_ids=... and session=... by keyword.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        session, filter_resource_ids = filter_resource_ids, session
+    descending = _descending(model_class, sort_by, sort_direction)
     query = build_changes_query(
         model_class,
         config=config,
@@ -159,9 +183,43 @@ def get_resource_changes(
         limit=limit,
         offset=offset,
         filter_transaction_ids=filter_transaction_ids,
+        descending=descending,
     )
     rows = _execute(config, session, query)
     return _to_changes(rows, config.zone)
+
+
+def _looks_like_ids(value: object) -> bool:
+    """Tell whether a ``session`` argument is really resource ids (0.7's positional order)."""
+    if value is None or isinstance(value, Session):
+        return False
+    if isinstance(value, (str, int, UUID, tuple)) and not isinstance(value, bool):
+        return True
+    return isinstance(value, list)
+
+
+def _descending(model_class: Any, sort_by: str | None, sort_direction: str) -> bool:
+    name = getattr(model_class, "__name__", "the model")
+    if sort_by is not None:
+        if sort_by != "timestamp":
+            raise FilterError(
+                f"get_resource_changes({name}, sort_by={sort_by!r}): changes are listed in "
+                "the order they were written, and only sort_by='timestamp' (sqlaudit 0.7's "
+                "default, the same order) is accepted. Remove sort_by, and sort the "
+                "returned list in Python for another order."
+            )
+        warnings.warn(
+            "get_resource_changes(sort_by='timestamp') is sqlaudit 0.7's option: changes are "
+            "always listed in the order they were written. Remove sort_by.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    if sort_direction not in ("asc", "desc"):
+        raise FilterError(
+            f"get_resource_changes({name}, sort_direction={sort_direction!r}): use 'desc' "
+            "(newest first, the default) or 'asc' (oldest first)."
+        )
+    return sort_direction == "desc"
 
 
 def get_transaction_changes(
@@ -248,8 +306,11 @@ def build_changes_query(
     limit: int | None = None,
     offset: int | None = None,
     filter_transaction_ids: str | UUID | Iterable[str | UUID] | None = None,
+    descending: bool = True,
 ) -> Select[Any]:
     """Build, and validate, the ``SELECT`` behind :func:`get_resource_changes`.
+
+    ``descending=False`` lists the oldest first.
 
     Example:
         >>> query = build_changes_query(Customer, config=get_config())  # doctest: +SKIP
@@ -275,7 +336,7 @@ def build_changes_query(
     if filter_transaction_ids is not None:
         transactions = [_transaction_text(value) for value in _as_list(filter_transaction_ids)]
         query = query.where(table.c.transaction_id.in_(transactions))
-    query = query.order_by(table.c.id.desc())
+    query = query.order_by(table.c.id.desc() if descending else table.c.id.asc())
     if limit is not None:
         query = query.limit(_count(limit, "limit"))
     if offset is not None:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from sqlaudit import _registry
 from sqlaudit.config import SQLAuditConfig, clear_config, set_config
-from sqlaudit.hooks import register_hooks, unregister_hooks
+from sqlaudit.hooks import _forget_decision, register_hooks, unregister_hooks
 from sqlaudit.triggers import install_triggers
 
 BACKEND_URLS = {
@@ -180,10 +180,12 @@ def _clean_world() -> Iterator[None]:
     """Every test starts and ends with no config, no hooks and no tracked models."""
     clear_config()
     unregister_hooks()
+    _forget_decision()
     _registry.reset()
     yield
     clear_config()
     unregister_hooks()
+    _forget_decision()
     _registry.reset()
 
 

@@ -1,4 +1,4 @@
-"""The README quick start runs unchanged and prints the promised history."""
+"""The README quick start, and sqlaudit 0.7's own quick start, run unchanged and print the promised history."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_EXAMPLE = ROOT.parent / "shared" / "examples" / "quickstart_full_example.py"
+# sqlaudit 0.7's README quick start, byte for byte, as its users know it.
+LEGACY_EXAMPLE = ROOT / "tests" / "compat" / "quickstart_0_7_example.py"
 
 
 def _readme_example() -> str:
@@ -47,11 +46,17 @@ def test_readme_quick_start_runs_unchanged(tmp_path: Path) -> None:
     _check_history(_run(script, tmp_path))
 
 
-def test_readme_quick_start_is_the_known_example() -> None:
-    """The README shows the very example existing users know, when that copy is at hand."""
-    if not SHARED_EXAMPLE.exists():
-        pytest.skip(f"the reference copy {SHARED_EXAMPLE} is not beside this checkout")
-    assert _readme_example().strip() == SHARED_EXAMPLE.read_text().strip()
+def test_the_0_7_quick_start_runs_unchanged(tmp_path: Path) -> None:
+    """sqlaudit 0.7's quick start, unchanged, prints customer 2's four changes by user 1."""
+    _check_history(_run(LEGACY_EXAMPLE, tmp_path))
+
+
+def test_readme_quick_start_is_the_file_example() -> None:
+    """examples/quickstart.py is the README's quick start, on an SQLite file instead of in memory."""
+    readme = _readme_example()
+    example = (ROOT / "examples" / "quickstart.py").read_text()
+    kept = [line for line in readme.splitlines() if not line.startswith("engine = ")]
+    assert all(line in example.splitlines() for line in kept)
 
 
 def test_file_example_prints_history_twice_in_a_row(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import runpy
 from pathlib import Path
@@ -95,3 +96,23 @@ def test_fastapi_concurrent_requests_keep_their_own_user(audit, how):
         names = {row["new"] for row in history if row["field"] == "name"}
         assert len(names) == 1
         assert {row["by"] for row in history} == names
+
+
+SESSION_IO = {"add", "commit", "delete", "execute", "flush", "get", "query", "refresh", "scalars"}
+
+
+def test_fastapi_recipe_does_no_blocking_session_io_in_async_endpoints():
+    """No ``async def`` in the FastAPI recipe calls a Session method directly: it would block the event loop."""
+    tree = ast.parse((EXAMPLES / "fastapi_app.py").read_text())
+    blocking = [
+        f"{node.name}: {call.func.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AsyncFunctionDef)
+        for call in ast.walk(node)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr in SESSION_IO
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id in {"db", "session"}
+    ]
+    assert blocking == []
