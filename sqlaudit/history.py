@@ -127,8 +127,46 @@ def get_resource_events(
     zone = resolve_zone(config, time_zone)
     start = 0 if offset is None else _count(offset, "offset")
     stop = None if limit is None else start + _count(limit, "limit")
-    events = _run(session, lambda s: _resource_events(s, config, tracked, text, zone))
-    return events[::-1][start:stop]
+    if stop is None:
+        events = _run(session, lambda s: _resource_events(s, config, tracked, text, zone))
+        return events[::-1][start:]
+    newest = _run(session, lambda s: _newest_events(s, config, tracked, text, zone, stop))
+    return newest[start:stop]
+
+
+def _newest_events(
+    session: Session,
+    config: SQLAuditConfig,
+    tracked: TrackedModel,
+    text: str,
+    zone: tzinfo,
+    wanted: int,
+) -> list[ResourceEvent]:
+    """Return (at least) the ``wanted`` newest events, newest first, reading rows newest first.
+
+    The rows of one resource written by one transaction are consecutive in its
+    history (the transaction holds the row's lock), so once rows of ``wanted + 1``
+    transactions are read, the ``wanted`` newest events are complete.
+    """
+    table = config.table
+    base = _resource_query(config, tracked, text).order_by(None).order_by(table.c.id.desc())
+    rows: list[Any] = []
+    runs = 0
+    below: int | None = None
+    chunk = max(_SCAN, 8 * wanted)
+    while True:
+        query = base if below is None else base.where(table.c.id < below)
+        batch = session.execute(query.limit(chunk)).all()
+        for row in batch:
+            if not rows or row.transaction_id != rows[-1].transaction_id:
+                runs += 1
+                if runs > wanted:
+                    break
+            rows.append(row)
+        if runs > wanted or len(batch) < chunk:
+            break
+        below = batch[-1].id
+    return group_events(_to_changes(rows, zone))[::-1]
 
 
 def get_resource_state(

@@ -107,6 +107,12 @@ def test_state_from_history_equals_the_table_at_every_commit(audit, seed):
     assert len(commits) > 5
     for transaction, table in commits:
         assert_state_matches(audit, item, table, transaction_id=transaction)
+    # A limited read (newest rows first) gives the same events as the full one.
+    for key in KEYS:
+        everything = get_resource_events(item, key)
+        for size in (1, 2, 5):
+            assert get_resource_events(item, key, limit=size) == everything[:size]
+            assert get_resource_events(item, key, limit=size, offset=1) == everything[1 : 1 + size]
     # The "new" side of each transaction's last event for a key is the state just after it.
     for key in KEYS:
         last_events = {e.transaction_id: e for e in get_resource_events(item, key)[::-1]}
