@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from history_support import at, busy_day, declare_models, write
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -19,7 +20,6 @@ from sqlaudit import (
     set_config,
 )
 from sqlaudit import asyncio as audit_async
-from tests.test_history import at, busy_day, declare_models, write
 
 
 @pytest.fixture

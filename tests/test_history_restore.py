@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from history_support import at, change_row_count, declare_models, write
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -23,7 +24,6 @@ from sqlaudit import (
     revert_transaction,
     track_table,
 )
-from tests.test_history import at, change_row_count, declare_models, write
 
 
 @pytest.fixture
