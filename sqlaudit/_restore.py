@@ -26,6 +26,7 @@ from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.context import audit_context
 from sqlaudit.exceptions import (
     Conflict,
+    FilterError,
     FilterTypeError,
     HistoryError,
     RestoreError,
@@ -38,7 +39,7 @@ from sqlaudit.history import (
     key_values,
     transaction_end,
 )
-from sqlaudit.retrieval import _count, _fields, _to_changes, _tracked_model, _transaction_text
+from sqlaudit.retrieval import _count, _to_changes, _tracked_model, _transaction_text
 
 __all__ = ["record_baseline", "restore", "revert_transaction"]
 
@@ -84,7 +85,7 @@ def restore(
     """
     config = get_config()
     tracked, text = _one_resource(model_class, resource_id)
-    chosen = None if fields is None else _fields(tracked, fields)
+    chosen = None if fields is None else _restored_fields(tracked, fields)
     _check_session(session, "restore")
     session.flush()  # the caller's pending work is written with the caller's context
     events = _resource_events(session, config, tracked, text, config.zone)
@@ -252,6 +253,18 @@ def _apply(
     return obj
 
 
+def _restored_fields(tracked: TrackedModel, fields: str | Iterable[str]) -> list[str]:
+    names = [fields] if isinstance(fields, str) else list(fields)
+    for name in names:
+        if not isinstance(name, str) or name not in tracked.fields:
+            raise FilterError(
+                f"restore(fields=...) got {name!r}, which is not a tracked field of "
+                f"{tracked.model.__name__}; tracked fields are: {', '.join(tracked.fields)}. "
+                "Only tracked fields have values in the history."
+            )
+    return names
+
+
 def _check_required(tracked: TrackedModel, text: str, values: dict[str, Any]) -> None:
     missing = []
     for attribute in sa_inspect(tracked.model).column_attrs:
@@ -364,8 +377,6 @@ def record_baseline(
     tracked = _tracked_model(model_class)
     size = _count(batch_size, "batch_size")
     if size < 1:
-        from sqlaudit.exceptions import FilterError
-
         raise FilterError(f"batch_size must be at least 1, not {size}.")
     _check_session(session, "record_baseline")
     session.flush()

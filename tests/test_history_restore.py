@@ -82,6 +82,8 @@ def test_restore_only_chosen_fields(audit, models):
         restore(session, customer, 1, at=at(9, 30), fields=["email"])
         session.commit()
     assert table_rows(audit, customer, "name", "email") == {1: ("Bob", "a@x")}
+    with audit.Session() as session, pytest.raises(FilterError, match="'phone', which is not"):
+        restore(session, customer, 1, at=at(9, 30), fields=["phone"])
     assert get_resource_state(customer, 1, transaction_id=transaction).values["email"] == "b@x"
 
 
