@@ -8,7 +8,8 @@ rolls back. Baseline writes ``baseline`` rows directly, with the writer the hook
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -23,7 +24,7 @@ from sqlaudit._capture import ChangeRow, Operation
 from sqlaudit._events import ResourceEvent, ResourceState, fold_state, group_events
 from sqlaudit._registry import TrackedModel
 from sqlaudit.config import SQLAuditConfig, get_config
-from sqlaudit.context import audit_context
+from sqlaudit.context import SESSION_CONTEXT_KEY, set_session_context
 from sqlaudit.exceptions import (
     Conflict,
     FilterError,
@@ -112,7 +113,7 @@ def restore(
     moment = {"at": at.isoformat() if at is not None else None}
     moment["transaction_id"] = None if transaction_id is None else str(transaction_id)
     restored = {"model": name, "resource_id": text, **moment}
-    with audit_context(reason="restore", restored=restored):
+    with _stamped(session, reason="restore", restored=restored):
         result = _apply(session, tracked, text, target, obj, chosen)
         session.flush()
     return result
@@ -199,9 +200,23 @@ def revert_transaction(
         plans.append((tracked, event.resource_id, before, obj, changed))
     if conflicts:
         raise RevertConflictError(conflicts, f"reverting transaction {text}")
-    with audit_context(reason="revert", reverted_transaction=text):
+    with _stamped(session, reason="revert", reverted_transaction=text):
         _apply_in_order(session, plans)
     return undone
+
+
+@contextmanager
+def _stamped(session: Session, *, reason: str, **extra: Any) -> Iterator[None]:
+    """Give the rows flushed in the block this reason and extra, over any the session set."""
+    previous = session.info.get(SESSION_CONTEXT_KEY)
+    set_session_context(session, reason=reason, **extra)
+    try:
+        yield
+    finally:
+        if previous is None:
+            session.info.pop(SESSION_CONTEXT_KEY, None)
+        else:
+            session.info[SESSION_CONTEXT_KEY] = previous
 
 
 def _apply_in_order(

@@ -22,6 +22,7 @@ from sqlaudit import (
     record_baseline,
     restore,
     revert_transaction,
+    set_session_context,
     track_table,
 )
 
@@ -59,13 +60,22 @@ def test_restore_sets_values_back_audited_and_uncommitted(audit, models):
     assert table_rows(audit, customer, "name") == {1: ("Bob",)}
     assert change_row_count(audit) == rows
     with audit.Session() as session:
+        set_session_context(session, reason="cleanup", ticket="T-1")
         restore(session, customer, 1, at=at(9, 30))
+        session.get(customer, 1).email = "after@x"
         session.commit()
     assert table_rows(audit, customer, "name") == {1: ("Ann",)}
     latest = get_resource_events(customer, 1)[0]
-    assert latest.fields == {"name": ("Bob", "Ann")}
-    assert latest.reason == "restore"
-    assert latest.extra["restored"]["model"] == "Customer"
+    by_field = {change.field_name: change for change in latest.changes}
+    assert latest.fields["name"] == ("Bob", "Ann")
+    assert by_field["name"].reason == "restore"
+    assert by_field["name"].extra["restored"]["model"] == "Customer"
+    assert by_field["name"].extra["ticket"] == "T-1"
+    # The session's own reason is back once the restore's rows are written.
+    assert (by_field["email"].reason, dict(by_field["email"].extra)) == (
+        "cleanup",
+        {"ticket": "T-1"},
+    )
 
 
 def test_restore_only_chosen_fields(audit, models):
