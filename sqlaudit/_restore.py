@@ -37,6 +37,7 @@ from sqlaudit.history import (
     _one_resource,
     _resource_events,
     _upto,
+    change_columns,
     key_values,
     transaction_end,
 )
@@ -155,7 +156,7 @@ def revert_transaction(
     transaction_end(session, config, text)  # raises for an unknown transaction
     table = config.table
     rows = session.execute(
-        select(table).where(table.c.transaction_id == text).order_by(table.c.id)
+        select(*change_columns(table)).where(table.c.transaction_id == text).order_by(table.c.id)
     ).all()
     undone = group_events(_to_changes(rows, config.zone))
     by_table = _models_by_table()

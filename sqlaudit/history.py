@@ -32,7 +32,7 @@ from datetime import date, datetime, tzinfo
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Column, Select, Table, func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import RelationshipDirection, Session
 
@@ -43,6 +43,7 @@ from sqlaudit._registry import TrackedModel, encode_resource_id
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import FilterError, FilterTypeError, HistoryError, UnknownTransactionError
 from sqlaudit.retrieval import (
+    _ROW_COLUMNS,
     DateBound,
     IdValue,
     ResourceChange,
@@ -77,6 +78,14 @@ R = TypeVar("R")
 Moment = datetime | date | str | UUID
 # Rows fetched per round trip when a page of events is gathered.
 _SCAN = 500
+
+
+def change_columns(table: Table) -> list[Column[Any]]:
+    """Return the columns a ResourceChange is read from (not the computed index keys).
+
+    Fewer columns to parse matters with a pure-Python driver reading long histories.
+    """
+    return [table.c[name] for name in _ROW_COLUMNS]
 
 
 def _run(session: Session | None, work: Callable[[Session], R]) -> R:
@@ -287,7 +296,7 @@ def _one_resource(model_class: type[Any], resource_id: Any) -> tuple[TrackedMode
 def _resource_query(config: SQLAuditConfig, tracked: TrackedModel, text: str) -> Select[Any]:
     table = config.table
     return (
-        select(table)
+        select(*change_columns(table))
         .where(table.c.table_name == tracked.table_name)
         .where(*_matching(table.c.resource_key, table.c.resource_id, [text]))
         .order_by(table.c.id)
@@ -418,7 +427,7 @@ def get_changes(
     size = None if limit is None else _count(limit, "limit")
     skip = None if offset is None else _count(offset, "offset")
     table = feed.table
-    query = feed.where(select(table), before).order_by(table.c.id.desc())
+    query = feed.where(select(*change_columns(table)), before).order_by(table.c.id.desc())
     if size is not None:
         query = query.limit(size + 1)
     if skip:
@@ -634,7 +643,9 @@ def _whole_events(session: Session, feed: Feed, keys: list[Key]) -> list[Resourc
     for start in range(0, len(keys), _SCAN):
         batch = keys[start : start + _SCAN]
         wanted = set(batch)
-        query = select(table).where(keys_condition(table, batch)).order_by(table.c.id)
+        query = (
+            select(*change_columns(table)).where(keys_condition(table, batch)).order_by(table.c.id)
+        )
         rows = session.execute(query).all()
         exact = [
             row for row in rows if (row.transaction_id, row.table_name, row.resource_id) in wanted
