@@ -19,27 +19,39 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from sqlaudit import _codec, _registry
 from sqlaudit._capture import Operation
+from sqlaudit._events import Page, ResourceEvent, group_events
 from sqlaudit._registry import TrackedModel
+from sqlaudit._resource import SCAN, change_columns
 from sqlaudit._schema import index_key
 from sqlaudit.config import SQLAuditConfig, _resolve_zone
 from sqlaudit.exceptions import FilterError, FilterTypeError, InvalidCursorError
 from sqlaudit.retrieval import (
     DateBound,
     IdValue,
+    ResourceChange,
     _as_list,
     _date_range,
     _fields,
     _id_text,
     _matching,
     _resource_ids,
+    _to_changes,
     _tracked_model,
     _transaction_text,
 )
 
-__all__ = ["Feed", "build_feed", "keys_condition", "resolve_zone", "tracked_models"]
+__all__ = [
+    "Feed",
+    "build_feed",
+    "event_page",
+    "keys_condition",
+    "resolve_zone",
+    "tracked_models",
+]
 
 ModelsArg = type[Any] | Iterable[type[Any]] | None
 
@@ -262,3 +274,88 @@ def keys_condition(table: Table, keys: Iterable[tuple[str, str, str]]) -> Column
         table.c.table_name.in_(sorted({key[1] for key in pairs})),
         table.c.resource_key.in_([index_key(text) for text in sorted({key[2] for key in pairs})]),
     )
+
+
+Key = tuple[str, str, str]  # (transaction id, table name, resource id)
+
+
+def event_page(
+    session: Session, feed: Feed, before: int | None, size: int | None, skip: int
+) -> Page[ResourceEvent]:
+    """Gather one page of events: scan matching rows newest first, then read whole events."""
+    table = feed.table
+    wanted = None if size is None else skip + size + 1
+    heads: dict[Key, int] = {}  # each listed event's newest matching row, in order
+    refused: set[Key] = set()
+    scanned_below = before
+    while wanted is None or len(heads) < wanted:
+        query = feed.where(
+            select(table.c.id, table.c.transaction_id, table.c.table_name, table.c.resource_id),
+            scanned_below,
+        ).order_by(table.c.id.desc())
+        if wanted is not None:
+            query = query.limit(max(SCAN, 4 * wanted))
+        rows = session.execute(query).all()
+        fresh: dict[Key, int] = {}
+        for row in rows:
+            key = (row.transaction_id, row.table_name, row.resource_id)
+            if key not in heads and key not in refused and key not in fresh:
+                fresh[key] = row.id
+        if before is not None and fresh:
+            # An event with a matching row at or above the cursor was on an earlier page.
+            for key in _listed_before(session, feed, before, list(fresh)):
+                refused.add(key)
+                del fresh[key]
+        for key, head in fresh.items():
+            heads[key] = head
+            if wanted is not None and len(heads) >= wanted:
+                break
+        if wanted is None or not rows or len(rows) < max(SCAN, 4 * wanted):
+            break
+        scanned_below = rows[-1].id
+    keys = list(heads)
+    chosen = keys[skip:] if size is None else keys[skip : skip + size]
+    more = size is not None and len(keys) > skip + size
+    events = _whole_events(session, feed, chosen)
+    cursor = feed.cursor(heads[chosen[-1]]) if more and chosen else None
+    return Page(events, cursor)
+
+
+def _listed_before(session: Session, feed: Feed, before: int, keys: list[Key]) -> set[Key]:
+    table = feed.table
+    found: set[Key] = set()
+    for start in range(0, len(keys), SCAN):
+        batch = keys[start : start + SCAN]
+        query = (
+            feed.where(select(table.c.transaction_id, table.c.table_name, table.c.resource_id))
+            .where(table.c.id >= before)
+            .where(keys_condition(table, batch))
+            .distinct()
+        )
+        wanted = set(batch)
+        for row in session.execute(query):
+            key = (row.transaction_id, row.table_name, row.resource_id)
+            if key in wanted:
+                found.add(key)
+    return found
+
+
+def _whole_events(session: Session, feed: Feed, keys: list[Key]) -> list[ResourceEvent]:
+    """Read every row of the chosen (transaction, resource) keys; events in the keys' order."""
+    table = feed.table
+    changes: list[ResourceChange] = []
+    for start in range(0, len(keys), SCAN):
+        batch = keys[start : start + SCAN]
+        wanted = set(batch)
+        query = (
+            select(*change_columns(table)).where(keys_condition(table, batch)).order_by(table.c.id)
+        )
+        rows = session.execute(query).all()
+        exact = [
+            row for row in rows if (row.transaction_id, row.table_name, row.resource_id) in wanted
+        ]
+        changes.extend(_to_changes(exact, feed.zone))
+    order = {key: number for number, key in enumerate(keys)}
+    events = group_events(changes)
+    events.sort(key=lambda e: (order[(e.transaction_id, e.table_name, e.resource_id)], -e.event_id))
+    return events

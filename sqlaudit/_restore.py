@@ -22,7 +22,16 @@ from sqlalchemy.schema import sort_tables
 from sqlaudit import _codec, _writer
 from sqlaudit._capture import ChangeRow, Operation
 from sqlaudit._events import ResourceEvent, ResourceState, fold_state, group_events
+from sqlaudit._feed import tracked_models
 from sqlaudit._registry import TrackedModel
+from sqlaudit._resource import (
+    change_columns,
+    events_upto,
+    key_values,
+    one_resource,
+    resource_events,
+    transaction_end,
+)
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.context import SESSION_CONTEXT_KEY, set_session_context
 from sqlaudit.exceptions import (
@@ -32,14 +41,6 @@ from sqlaudit.exceptions import (
     HistoryError,
     RestoreError,
     RevertConflictError,
-)
-from sqlaudit.history import (
-    _one_resource,
-    _resource_events,
-    _upto,
-    change_columns,
-    key_values,
-    transaction_end,
 )
 from sqlaudit.retrieval import _count, _to_changes, _tracked_model, _transaction_text
 
@@ -86,18 +87,18 @@ def restore(
         >>> session.commit()  # doctest: +SKIP
     """
     config = get_config()
-    tracked, text = _one_resource(model_class, resource_id)
+    tracked, text = one_resource(model_class, resource_id)
     chosen = None if fields is None else _restored_fields(tracked, fields)
     _check_session(session, "restore")
     session.flush()  # the caller's pending work is written with the caller's context
-    events = _resource_events(session, config, tracked, text, config.zone)
+    events = resource_events(session, config, tracked, text, config.zone)
     name = tracked.model.__name__
     if not events:
         raise HistoryError(
             f"{name} {text} has no recorded history, so there is nothing to restore it "
             "to; check the id (record_baseline() records rows that predate tracking)."
         )
-    upto = _upto(session, config, events, at, transaction_id, config.zone)
+    upto = events_upto(session, config, events, at, transaction_id, config.zone)
     target = fold_state(tracked.table_name, text, tracked.fields, events, upto)
     if target.status == "absent":
         raise HistoryError(
@@ -174,7 +175,7 @@ def revert_transaction(
                 f"transaction {text} changed {event.table_name}, which no tracked model maps "
                 "now; declare (and track) its model before reverting."
             )
-        history = _resource_events(session, config, tracked, event.resource_id, config.zone)
+        history = resource_events(session, config, tracked, event.resource_id, config.zone)
         mine = [n for n, e in enumerate(history) if e.transaction_id == text]
         first, last = mine[0], mine[-1]
         before = fold_state(tracked.table_name, event.resource_id, tracked.fields, history, first)
@@ -341,8 +342,6 @@ def _load(session: Session, tracked: TrackedModel, text: str) -> Any:
 
 
 def _models_by_table() -> dict[str, TrackedModel]:
-    from sqlaudit._feed import tracked_models
-
     return {tracked.table_name: tracked for tracked in tracked_models(None)}
 
 

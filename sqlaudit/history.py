@@ -26,35 +26,34 @@ every function live in :mod:`sqlaudit.asyncio`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Select, Table, func, select
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import RelationshipDirection, Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from sqlaudit import _codec
-from sqlaudit._events import Page, ResourceEvent, ResourceState, fold_state, group_events, lives
-from sqlaudit._feed import Feed, ModelsArg, build_feed, keys_condition, resolve_zone
-from sqlaudit._registry import TrackedModel, encode_resource_id
-from sqlaudit.config import SQLAuditConfig, get_config
-from sqlaudit.exceptions import FilterError, FilterTypeError, HistoryError, UnknownTransactionError
-from sqlaudit.retrieval import (
-    _ROW_COLUMNS,
-    DateBound,
-    IdValue,
-    ResourceChange,
-    _bound,
-    _count,
-    _matching,
-    _resource_ids,
-    _to_changes,
-    _tracked_model,
-    _transaction_text,
+from sqlaudit._events import Page, ResourceEvent, ResourceState, fold_state, lives
+from sqlaudit._feed import ModelsArg, build_feed, event_page, resolve_zone
+from sqlaudit._relations import get_aggregate_events as get_aggregate_events
+from sqlaudit._relations import get_related_states as get_related_states
+from sqlaudit._resource import (
+    change_columns,
+    events_upto,
+    newest_events,
+    one_resource,
+    resource_events,
+    run_read,
+    split_moment,
 )
+from sqlaudit._restore import record_baseline as record_baseline
+from sqlaudit._restore import restore as restore
+from sqlaudit._restore import revert_transaction as revert_transaction
+from sqlaudit.config import get_config
+from sqlaudit.exceptions import HistoryError
+from sqlaudit.retrieval import DateBound, IdValue, ResourceChange, _count, _to_changes
 
 __all__ = [
     "Page",
@@ -74,25 +73,7 @@ __all__ = [
     "revert_transaction",
 ]
 
-R = TypeVar("R")
 Moment = datetime | date | str | UUID
-# Rows fetched per round trip when a page of events is gathered.
-_SCAN = 500
-
-
-def change_columns(table: Table) -> list[Column[Any]]:
-    """Return the columns a ResourceChange is read from (not the computed index keys).
-
-    Fewer columns to parse matters with a pure-Python driver reading long histories.
-    """
-    return [table.c[name] for name in _ROW_COLUMNS]
-
-
-def _run(session: Session | None, work: Callable[[Session], R]) -> R:
-    if session is None:
-        with get_config().open_session() as own:
-            return work(own)
-    return work(session)
 
 
 # --- one resource ---------------------------------------------------------------------------
@@ -132,50 +113,15 @@ def get_resource_events(
         ('update', {'name': ('Jane Doe', 'Jane Smith')})
     """
     config = get_config()
-    tracked, text = _one_resource(model_class, resource_id)
+    tracked, text = one_resource(model_class, resource_id)
     zone = resolve_zone(config, time_zone)
     start = 0 if offset is None else _count(offset, "offset")
     stop = None if limit is None else start + _count(limit, "limit")
     if stop is None:
-        events = _run(session, lambda s: _resource_events(s, config, tracked, text, zone))
+        events = run_read(session, lambda s: resource_events(s, config, tracked, text, zone))
         return events[::-1][start:]
-    newest = _run(session, lambda s: _newest_events(s, config, tracked, text, zone, stop))
+    newest = run_read(session, lambda s: newest_events(s, config, tracked, text, zone, stop))
     return newest[start:stop]
-
-
-def _newest_events(
-    session: Session,
-    config: SQLAuditConfig,
-    tracked: TrackedModel,
-    text: str,
-    zone: tzinfo,
-    wanted: int,
-) -> list[ResourceEvent]:
-    """Return (at least) the ``wanted`` newest events, newest first, reading rows newest first.
-
-    The rows of one resource written by one transaction are consecutive in its
-    history (the transaction holds the row's lock), so once rows of ``wanted + 1``
-    transactions are read, the ``wanted`` newest events are complete.
-    """
-    table = config.table
-    base = _resource_query(config, tracked, text).order_by(None).order_by(table.c.id.desc())
-    rows: list[Any] = []
-    runs = 0
-    below: int | None = None
-    chunk = max(_SCAN, 8 * wanted)
-    while True:
-        query = base if below is None else base.where(table.c.id < below)
-        batch = session.execute(query.limit(chunk)).all()
-        for row in batch:
-            if not rows or row.transaction_id != rows[-1].transaction_id:
-                runs += 1
-                if runs > wanted:
-                    break
-            rows.append(row)
-        if runs > wanted or len(batch) < chunk:
-            break
-        below = batch[-1].id
-    return group_events(_to_changes(rows, zone))[::-1]
 
 
 def get_resource_state(
@@ -213,15 +159,15 @@ def get_resource_state(
         ('live', {'name': 'Jane Doe', 'email': 'jane@example.com'})
     """
     config = get_config()
-    tracked, text = _one_resource(model_class, resource_id)
+    tracked, text = one_resource(model_class, resource_id)
     zone = resolve_zone(config, time_zone)
 
     def work(s: Session) -> ResourceState:
-        events = _resource_events(s, config, tracked, text, zone)
-        upto = _upto(s, config, events, at, transaction_id, zone)
+        events = resource_events(s, config, tracked, text, zone)
+        upto = events_upto(s, config, events, at, transaction_id, zone)
         return fold_state(tracked.table_name, text, tracked.fields, events, upto)
 
-    return _run(session, work)
+    return run_read(session, work)
 
 
 def diff_resource(
@@ -252,15 +198,15 @@ def diff_resource(
         {'name': ('Jane Doe', 'Jane Smith')}
     """
     config = get_config()
-    tracked, text = _one_resource(model_class, resource_id)
+    tracked, text = one_resource(model_class, resource_id)
     zone = resolve_zone(config, time_zone)
 
     def work(s: Session) -> dict[str, tuple[Any, Any]]:
-        events = _resource_events(s, config, tracked, text, zone)
+        events = resource_events(s, config, tracked, text, zone)
         states = []
         for moment in (start, end):
-            at, transaction = _moment(moment)
-            upto = _upto(s, config, events, at, transaction, zone)
+            at, transaction = split_moment(moment)
+            upto = events_upto(s, config, events, at, transaction, zone)
             life = len(lives(events[:upto])) - 1
             states.append(
                 (fold_state(tracked.table_name, text, tracked.fields, events, upto), life)
@@ -280,84 +226,7 @@ def diff_resource(
             if _codec.encode(first.values.get(name)) != _codec.encode(second.values.get(name))
         }
 
-    return _run(session, work)
-
-
-def _one_resource(model_class: type[Any], resource_id: Any) -> tuple[TrackedModel, str]:
-    tracked = _tracked_model(model_class)
-    if isinstance(resource_id, (list, set, frozenset)) or resource_id is None:
-        raise FilterTypeError(
-            f"resource_id takes one id of {model_class.__name__} (str, int or UUID, or a "
-            f"tuple for a composite key), not {resource_id!r}."
-        )
-    return tracked, _resource_ids(tracked, resource_id)[0]
-
-
-def _resource_query(config: SQLAuditConfig, tracked: TrackedModel, text: str) -> Select[Any]:
-    table = config.table
-    return (
-        select(*change_columns(table))
-        .where(table.c.table_name == tracked.table_name)
-        .where(*_matching(table.c.resource_key, table.c.resource_id, [text]))
-        .order_by(table.c.id)
-    )
-
-
-def _resource_events(
-    session: Session, config: SQLAuditConfig, tracked: TrackedModel, text: str, zone: tzinfo
-) -> list[ResourceEvent]:
-    """Return the resource's events, oldest first."""
-    rows = session.execute(_resource_query(config, tracked, text)).all()
-    return group_events(_to_changes(rows, zone))
-
-
-def _moment(value: Any) -> tuple[datetime | date | None, str | UUID | None]:
-    if isinstance(value, (datetime, date)):
-        return value, None
-    if isinstance(value, (str, UUID)):
-        return None, value
-    raise FilterTypeError(
-        f"a moment is a datetime, a date or a transaction id (str or UUID), not "
-        f"{type(value).__name__} {value!r}."
-    )
-
-
-def _upto(
-    session: Session,
-    config: SQLAuditConfig,
-    events: Sequence[ResourceEvent],
-    at: datetime | date | None,
-    transaction_id: str | UUID | None,
-    zone: tzinfo,
-) -> int:
-    """Return how many of ``events`` (oldest first) had happened at the moment."""
-    if at is not None and transaction_id is not None:
-        raise FilterError("give at= or transaction_id=, not both: they each name a moment.")
-    if transaction_id is not None:
-        last = transaction_end(session, config, transaction_id)
-        return sum(1 for event in events if event.event_id <= last)
-    if at is not None:
-        moment = _bound(at, zone, "at")
-        upto = 0
-        for number, event in enumerate(events, start=1):
-            if event.timestamp <= moment:
-                upto = number
-        return upto
-    return len(events)
-
-
-def transaction_end(session: Session, config: SQLAuditConfig, transaction_id: Any) -> int:
-    """Return the id of the last change row of a transaction, or raise if it has none."""
-    table = config.table
-    text = _transaction_text(transaction_id)
-    query = select(func.max(table.c.id)).where(table.c.transaction_id == text)
-    last: int | None = session.execute(query).scalar()
-    if last is None:
-        raise UnknownTransactionError(
-            f"no change row has transaction id {text!r}: pass a transaction_id taken from a "
-            "ResourceChange or ResourceEvent of this change table."
-        )
-    return last
+    return run_read(session, work)
 
 
 # --- the feed -------------------------------------------------------------------------------
@@ -432,7 +301,7 @@ def get_changes(
         query = query.limit(size + 1)
     if skip:
         query = query.offset(skip)
-    rows = _run(session, lambda s: s.execute(query).all())
+    rows = run_read(session, lambda s: s.execute(query).all())
     changes = _to_changes(rows, feed.zone)
     if size is not None and len(changes) > size:
         changes = changes[:size]
@@ -474,7 +343,7 @@ def count_changes(
         time_zone=time_zone,
     )
     query = feed.where(select(func.count()).select_from(feed.table))
-    return int(_run(session, lambda s: s.execute(query).scalar_one()))
+    return int(run_read(session, lambda s: s.execute(query).scalar_one()))
 
 
 def get_events(
@@ -529,7 +398,7 @@ def get_events(
     before = feed.after(cursor)
     size = None if limit is None else _count(limit, "limit")
     skip = 0 if offset is None else _count(offset, "offset")
-    return _run(session, lambda s: _event_page(s, feed, before, size, skip))
+    return run_read(session, lambda s: event_page(s, feed, before, size, skip))
 
 
 def count_events(
@@ -569,359 +438,4 @@ def count_events(
         time_zone=time_zone,
     )
     query = feed.count_events_query()
-    return int(_run(session, lambda s: s.execute(query).scalar_one()))
-
-
-Key = tuple[str, str, str]  # (transaction id, table name, resource id)
-
-
-def _event_page(
-    session: Session, feed: Feed, before: int | None, size: int | None, skip: int
-) -> Page[ResourceEvent]:
-    """Gather one page of events: scan matching rows newest first, then read whole events."""
-    table = feed.table
-    wanted = None if size is None else skip + size + 1
-    heads: dict[Key, int] = {}  # each listed event's newest matching row, in order
-    refused: set[Key] = set()
-    scanned_below = before
-    while wanted is None or len(heads) < wanted:
-        query = feed.where(
-            select(table.c.id, table.c.transaction_id, table.c.table_name, table.c.resource_id),
-            scanned_below,
-        ).order_by(table.c.id.desc())
-        if wanted is not None:
-            query = query.limit(max(_SCAN, 4 * wanted))
-        rows = session.execute(query).all()
-        fresh: dict[Key, int] = {}
-        for row in rows:
-            key = (row.transaction_id, row.table_name, row.resource_id)
-            if key not in heads and key not in refused and key not in fresh:
-                fresh[key] = row.id
-        if before is not None and fresh:
-            # An event with a matching row at or above the cursor was on an earlier page.
-            for key in _listed_before(session, feed, before, list(fresh)):
-                refused.add(key)
-                del fresh[key]
-        for key, head in fresh.items():
-            heads[key] = head
-            if wanted is not None and len(heads) >= wanted:
-                break
-        if wanted is None or not rows or len(rows) < max(_SCAN, 4 * wanted):
-            break
-        scanned_below = rows[-1].id
-    keys = list(heads)
-    chosen = keys[skip:] if size is None else keys[skip : skip + size]
-    more = size is not None and len(keys) > skip + size
-    events = _whole_events(session, feed, chosen)
-    cursor = feed.cursor(heads[chosen[-1]]) if more and chosen else None
-    return Page(events, cursor)
-
-
-def _listed_before(session: Session, feed: Feed, before: int, keys: list[Key]) -> set[Key]:
-    table = feed.table
-    found: set[Key] = set()
-    for start in range(0, len(keys), _SCAN):
-        batch = keys[start : start + _SCAN]
-        query = (
-            feed.where(select(table.c.transaction_id, table.c.table_name, table.c.resource_id))
-            .where(table.c.id >= before)
-            .where(keys_condition(table, batch))
-            .distinct()
-        )
-        wanted = set(batch)
-        for row in session.execute(query):
-            key = (row.transaction_id, row.table_name, row.resource_id)
-            if key in wanted:
-                found.add(key)
-    return found
-
-
-def _whole_events(session: Session, feed: Feed, keys: list[Key]) -> list[ResourceEvent]:
-    """Read every row of the chosen (transaction, resource) keys; events in the keys' order."""
-    table = feed.table
-    changes: list[ResourceChange] = []
-    for start in range(0, len(keys), _SCAN):
-        batch = keys[start : start + _SCAN]
-        wanted = set(batch)
-        query = (
-            select(*change_columns(table)).where(keys_condition(table, batch)).order_by(table.c.id)
-        )
-        rows = session.execute(query).all()
-        exact = [
-            row for row in rows if (row.transaction_id, row.table_name, row.resource_id) in wanted
-        ]
-        changes.extend(_to_changes(exact, feed.zone))
-    order = {key: number for number, key in enumerate(keys)}
-    events = group_events(changes)
-    events.sort(key=lambda e: (order[(e.transaction_id, e.table_name, e.resource_id)], -e.event_id))
-    return events
-
-
-# --- relations ------------------------------------------------------------------------------
-
-
-def get_related_states(
-    model_class: type[Any],
-    resource_id: IdValue | tuple[IdValue, ...],
-    relationship: str,
-    *,
-    session: Session | None = None,
-    at: datetime | date | None = None,
-    transaction_id: str | UUID | None = None,
-    time_zone: str | tzinfo | None = None,
-) -> list[ResourceState]:
-    """Return the states of the objects related to a resource at a moment.
-
-    Follows a relationship whose foreign key is a tracked field: one-to-many (an
-    order's ``lines``: every line whose tracked ``order_id`` pointed at the order
-    then) or many-to-one (a line's ``order``).
-
-    Args:
-        model_class: A tracked model.
-        resource_id: Its id.
-        relationship: The name of a relationship of ``model_class``.
-        session: The Session to read with.
-        at: The moment; ``None`` with no transaction: now.
-        transaction_id: Just after this transaction committed (instead of ``at``).
-        time_zone: Zone of naive moments; default: ``config.time_zone``.
-
-    Returns:
-        The live related states then, each with its ``resource_id``, ordered by id.
-
-    Raises:
-        HistoryError: an unknown relationship, an untracked related model or foreign
-            key, a many-to-many relationship.
-
-    Example:
-        >>> lines = get_related_states(Order, 7, "lines", at=last_tuesday)  # doctest: +SKIP
-        >>> [(line.resource_id, line.values["quantity"]) for line in lines]  # doctest: +SKIP
-        [('1', 2), ('3', 1)]
-    """
-    config = get_config()
-    tracked, text = _one_resource(model_class, resource_id)
-    zone = resolve_zone(config, time_zone)
-    link = _link(tracked, relationship)
-
-    def work(s: Session) -> list[ResourceState]:
-        events = _resource_events(s, config, tracked, text, zone)
-        own = fold_state(
-            tracked.table_name,
-            text,
-            tracked.fields,
-            events,
-            _upto(s, config, events, at, transaction_id, zone),
-        )
-        states = []
-        for other_id, other_events in _related(s, config, link, tracked, text, own, zone):
-            upto = _upto(s, config, other_events, at, transaction_id, zone)
-            state = fold_state(
-                link.other.table_name, other_id, link.other.fields, other_events, upto
-            )
-            if state.status == "live" and link.belongs(tracked, text, own, state):
-                states.append(state)
-        return sorted(states, key=lambda state: _sort_key(state.resource_id))
-
-    return _run(session, work)
-
-
-def get_aggregate_events(
-    model_class: type[Any],
-    resource_id: IdValue | tuple[IdValue, ...],
-    *,
-    relationships: Sequence[str],
-    session: Session | None = None,
-    limit: int | None = None,
-    time_zone: str | tzinfo | None = None,
-) -> list[ResourceEvent]:
-    """Return the history of an aggregate as one timeline, newest first.
-
-    The resource's own events merged with the events of the objects that belonged
-    to it through each one-to-many relationship (those of a line while its tracked
-    foreign key pointed at the order, before or after the event).
-
-    Raises:
-        HistoryError: as :func:`get_related_states`.
-
-    Example:
-        >>> timeline = get_aggregate_events(Order, 7, relationships=["lines"])  # doctest: +SKIP
-        >>> [(e.table_name, e.operation) for e in timeline][:2]  # doctest: +SKIP
-        [('order_lines', 'update'), ('orders', 'update')]
-    """
-    config = get_config()
-    tracked, text = _one_resource(model_class, resource_id)
-    zone = resolve_zone(config, time_zone)
-    if isinstance(relationships, str):
-        relationships = [relationships]
-    links = [_link(tracked, name) for name in relationships]
-    size = None if limit is None else _count(limit, "limit")
-
-    def work(s: Session) -> list[ResourceEvent]:
-        events = _resource_events(s, config, tracked, text, zone)
-        own = fold_state(tracked.table_name, text, tracked.fields, events, len(events))
-        timeline = list(events)
-        for link in links:
-            if link.direction is not RelationshipDirection.ONETOMANY:
-                continue
-            for other_id, other_events in _related(s, config, link, tracked, text, own, zone):
-                for number, event in enumerate(other_events):
-                    around = (
-                        fold_state(link.other.table_name, other_id, link.other.fields,
-                                   other_events, upto)
-                        for upto in (number, number + 1)
-                    )  # fmt: skip
-                    if any(
-                        state.status != "absent" and link.belongs(tracked, text, own, state)
-                        for state in around
-                    ):
-                        timeline.append(event)
-        timeline.sort(key=lambda event: event.event_id, reverse=True)
-        return timeline if size is None else timeline[:size]
-
-    return _run(session, work)
-
-
-class _Link:
-    """A relationship between two tracked models through tracked foreign-key fields."""
-
-    def __init__(
-        self,
-        direction: RelationshipDirection,
-        other: TrackedModel,
-        pairs: list[tuple[str, str]],
-    ) -> None:
-        self.direction = direction
-        self.other = other
-        self.pairs = pairs  # (own attribute, other attribute)
-
-    def belongs(
-        self, own: TrackedModel, own_id: str, own_state: ResourceState, state: ResourceState
-    ) -> bool:
-        """Whether ``state`` of the other object points at (or is pointed at by) the resource."""
-        own_values = _attribute_values(own, own_id, own_state)
-        other_values = _attribute_values(self.other, state.resource_id, state)
-        return all(
-            name in own_values
-            and other in other_values
-            and own_values[name] is not None
-            and _codec.encode(own_values[name]) == _codec.encode(other_values[other])
-            for name, other in self.pairs
-        )
-
-
-def _link(tracked: TrackedModel, name: str) -> _Link:
-    mapper = sa_inspect(tracked.model)
-    if not isinstance(name, str) or name not in mapper.relationships:
-        names = ", ".join(sorted(mapper.relationships.keys())) or "none"
-        raise HistoryError(
-            f"{tracked.model.__name__} has no relationship {name!r}; its relationships are: "
-            f"{names}. Pass the name of a relationship() attribute."
-        )
-    relation = mapper.relationships[name]
-    if relation.direction is RelationshipDirection.MANYTOMANY:
-        raise HistoryError(
-            f"{tracked.model.__name__}.{name} is many-to-many: its association rows are not "
-            "tracked fields, so its past cannot be rebuilt. Map the association as a tracked "
-            "model and follow its one-to-many relationships."
-        )
-    other = _tracked_model(relation.mapper.class_)
-    pairs = []
-    for local, remote in relation.local_remote_pairs or ():
-        own_attr = mapper.get_property_by_column(local).key
-        other_attr = relation.mapper.get_property_by_column(remote).key
-        fk_model, fk_attr = (
-            (other, other_attr)
-            if relation.direction is RelationshipDirection.ONETOMANY
-            else (tracked, own_attr)
-        )
-        if fk_attr not in fk_model.fields and fk_attr not in fk_model.key_fields:
-            raise HistoryError(
-                f"{fk_model.model.__name__}.{fk_attr} links {tracked.model.__name__}.{name} "
-                f"but is not a tracked field, so who belonged to whom is not in the history. "
-                f"Add {fk_attr!r} to @track_table(tracked_fields=[...]) of "
-                f"{fk_model.model.__name__}."
-            )
-        pairs.append((own_attr, other_attr))
-    return _Link(relation.direction, other, pairs)
-
-
-def _related(
-    session: Session,
-    config: SQLAuditConfig,
-    link: _Link,
-    own: TrackedModel,
-    own_id: str,
-    own_state: ResourceState,
-    zone: tzinfo,
-) -> list[tuple[str, list[ResourceEvent]]]:
-    """Return the ids and events of every object that may ever have been related."""
-    table = config.table
-    own_values = _attribute_values(own, own_id, own_state)
-    if link.direction is RelationshipDirection.MANYTOONE:
-        values = tuple(own_values.get(name) for name, _ in link.pairs)
-        if any(value is None for value in values):
-            return []
-        other_names = tuple(other for _, other in link.pairs)
-        if other_names != link.other.key_fields:
-            return []
-        other_id = encode_resource_id(values)
-        return [(other_id, _resource_events(session, config, link.other, other_id, zone))]
-    own_name, other_name = link.pairs[0]
-    value = own_values.get(own_name)
-    if value is None:
-        return []
-    encoded = _codec.encode(value)
-    query = (
-        select(table.c.resource_id)
-        .where(table.c.table_name == link.other.table_name)
-        .where(table.c.field_name == other_name)
-        .where((table.c.new_value == encoded) | (table.c.old_value == encoded))
-        .distinct()
-    )
-    ids = sorted(session.execute(query).scalars(), key=_sort_key)
-    return [
-        (other_id, _resource_events(session, config, link.other, other_id, zone))
-        for other_id in ids
-    ]
-
-
-def _attribute_values(tracked: TrackedModel, text: str, state: ResourceState) -> dict[str, Any]:
-    """Return a state's values together with the key attributes its resource id spells."""
-    values = dict(state.values)
-    values.update(key_values(tracked, text))
-    return values
-
-
-def key_values(tracked: TrackedModel, text: str) -> dict[str, Any]:
-    """Return ``{attribute: value}`` of the key a resource id spells, typed as its columns."""
-    names = tracked.key_fields
-    parts: list[Any] = list(json.loads(text)) if len(names) > 1 else [text]
-    mapper = sa_inspect(tracked.model)
-    values = {}
-    for name, part in zip(names, parts, strict=True):
-        try:
-            python_type = mapper.columns[name].type.python_type
-        except (KeyError, NotImplementedError):
-            python_type = str
-        values[name] = _typed(part, python_type)
-    return values
-
-
-def _typed(text: str, python_type: type[Any]) -> Any:
-    try:
-        if python_type is int:
-            return int(text)
-        if python_type is UUID:
-            return UUID(text)
-    except ValueError:
-        return text
-    return text
-
-
-def _sort_key(text: str) -> tuple[int, Any]:
-    return (0, int(text)) if text.lstrip("-").isdigit() else (1, text)
-
-
-# The write side builds on the reads above; imported last, once they are defined.
-from sqlaudit._restore import record_baseline as record_baseline  # noqa: E402
-from sqlaudit._restore import restore as restore  # noqa: E402
-from sqlaudit._restore import revert_transaction as revert_transaction  # noqa: E402
+    return int(run_read(session, lambda s: s.execute(query).scalar_one()))
