@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from history_support import at, busy_day, change_row_count, declare_models, write
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Column, ForeignKey, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sqlaudit import (
@@ -17,6 +17,7 @@ from sqlaudit import (
     InvalidCursorError,
     InvalidTimeZoneError,
     Operation,
+    SQLAuditError,
     UnknownTransactionError,
     UntrackedModelError,
     audit_context,
@@ -30,6 +31,9 @@ from sqlaudit import (
     get_resource_changes,
     get_resource_events,
     get_resource_state,
+    record_baseline,
+    restore,
+    revert_transaction,
     track_table,
 )
 
@@ -371,3 +375,59 @@ def test_get_resource_changes_is_unchanged(audit, models):
     jane_story(audit, customer)
     rows = get_resource_changes(customer, filter_resource_ids=1)
     assert [c.change_id for c in rows] == [c.change_id for c in get_changes(models=customer)]
+
+
+def test_more_bad_input_each_named(audit, models):
+    """Bad limits, offsets, types, relationships and sessions: each an SQLAuditError naming it."""
+    customer, order, _line = models
+    busy_day(audit, *models)
+    rows = change_row_count(audit)
+    with pytest.raises(FilterError, match="limit must be zero or more"):
+        get_changes(limit=-1)
+    with pytest.raises(FilterTypeError, match="offset must be an int"):
+        get_resource_events(customer, 1, offset="2")
+    with pytest.raises(FilterTypeError, match="filter_operations takes operation names"):
+        get_events(filter_operations=[1])
+    with pytest.raises(FilterTypeError, match="transaction ids are str"):
+        get_resource_state(customer, 1, transaction_id=5)
+    with pytest.raises(HistoryError, match="no relationship 'nope'"):
+        get_aggregate_events(order, 7, relationships=["nope"])
+    with pytest.raises(SQLAuditError, match="time_zone"):
+        get_changes(time_zone=5)
+    with pytest.raises(FilterTypeError, match="caller's Session"):
+        restore(object(), customer, 1, at=at(9))
+    with pytest.raises(FilterTypeError, match="caller's Session"):
+        revert_transaction(None, "x")
+    with audit.Session() as session:
+        with pytest.raises(FilterTypeError, match="transaction ids are str"):
+            revert_transaction(session, 5)
+        with pytest.raises(UntrackedModelError, match="dict is not tracked"):
+            record_baseline(session, dict)
+    assert change_row_count(audit) == rows
+
+
+def test_many_to_many_relationships_are_refused(audit):
+    """A many-to-many relationship has no tracked foreign key: the error says so."""
+    link = Table(
+        "post_tags",
+        audit.base.metadata,
+        Column("post_id", ForeignKey("posts.id"), primary_key=True),
+        Column("tag_id", ForeignKey("tags.id"), primary_key=True),
+    )
+
+    @track_table(tracked_fields=["name"])
+    class Tag(audit.base):
+        __tablename__ = "tags"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(20))
+
+    @track_table(tracked_fields=["title"])
+    class Post(audit.base):
+        __tablename__ = "posts"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(20))
+        tags: Mapped[list[Tag]] = relationship(secondary=link)
+
+    audit.create_tables()
+    with pytest.raises(HistoryError, match=r"Post\.tags is many-to-many"):
+        get_related_states(Post, 1, "tags")
