@@ -60,8 +60,10 @@ def restore(
     """Set a resource's tracked fields back to their values at a moment, in ``session``.
 
     A deleted row is added back (with its tracked values and key); a moment at
-    which the resource was deleted deletes it. The changes are flushed, audited with
-    ``reason="restore"`` and ``extra={"restored": {...}}``, and not committed.
+    which the resource was deleted deletes it. A moment in an earlier life of a
+    reused key puts that life's values on the row holding the key now. The changes
+    are flushed, audited with ``reason="restore"`` and ``extra={"restored": {...}}``,
+    and not committed.
 
     Args:
         session: The caller's Session; it is flushed, never committed.
