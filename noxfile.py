@@ -50,6 +50,9 @@ def example(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and write docs/benchmarks.md (arguments after -- go to the runner).
 
+    Without arguments, the history reads (H1, ``python -m benchmarks.history``) run
+    afterwards and print their table.
+
     The peers, the drivers and matplotlib come from benchmarks/requirements.txt,
     installed here only; mysqlclient too when the MariaDB/MySQL client headers are
     there to build it against (Debian: libmariadb-dev).
@@ -61,6 +64,11 @@ def bench(session: nox.Session) -> None:
         session.log("mysqlclient not installed: no MariaDB/MySQL client headers to build it")
     args = session.posargs or ["--output", "docs/benchmarks.md"]
     session.run("python", "-m", "benchmarks", *args)
+    if not session.posargs:
+        # H1: the history API's reads on 100,000 and 1,000,000 change rows.
+        session.run(
+            "python", "-m", "benchmarks.history", "--databases", "postgresql,mariadb,sqlite"
+        )
 
 
 def _mysql_headers() -> bool:

@@ -20,9 +20,8 @@ per changed field::
 
 Everything listed in ``__all__`` is importable from here and from its documented
 submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
-:mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.migration`,
-:mod:`sqlaudit.triggers`,
-:mod:`sqlaudit.exceptions`).
+:mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.history`,
+:mod:`sqlaudit.migration`, :mod:`sqlaudit.triggers`, :mod:`sqlaudit.exceptions`).
 """
 
 from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
@@ -43,21 +42,42 @@ from sqlaudit.exceptions import AuditContextWarning as AuditContextWarning
 from sqlaudit.exceptions import BulkStatementError as BulkStatementError
 from sqlaudit.exceptions import ConfigurationError as ConfigurationError
 from sqlaudit.exceptions import ConfigurationTypeError as ConfigurationTypeError
+from sqlaudit.exceptions import Conflict as Conflict
 from sqlaudit.exceptions import ContextTypeError as ContextTypeError
 from sqlaudit.exceptions import FallbackEncodingWarning as FallbackEncodingWarning
 from sqlaudit.exceptions import FilterError as FilterError
 from sqlaudit.exceptions import FilterTypeError as FilterTypeError
+from sqlaudit.exceptions import HistoryError as HistoryError
 from sqlaudit.exceptions import HooksNotRegisteredWarning as HooksNotRegisteredWarning
+from sqlaudit.exceptions import InvalidCursorError as InvalidCursorError
 from sqlaudit.exceptions import InvalidTimeZoneError as InvalidTimeZoneError
 from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
+from sqlaudit.exceptions import RestoreError as RestoreError
+from sqlaudit.exceptions import RevertConflictError as RevertConflictError
 from sqlaudit.exceptions import SQLAuditError as SQLAuditError
 from sqlaudit.exceptions import SQLAuditWarning as SQLAuditWarning
 from sqlaudit.exceptions import TrackingError as TrackingError
 from sqlaudit.exceptions import TriggerDriftWarning as TriggerDriftWarning
 from sqlaudit.exceptions import TriggerTypeError as TriggerTypeError
 from sqlaudit.exceptions import UnauditedWriteError as UnauditedWriteError
+from sqlaudit.exceptions import UnknownTransactionError as UnknownTransactionError
 from sqlaudit.exceptions import UntrackedModelError as UntrackedModelError
 from sqlaudit.exceptions import UserRequiredError as UserRequiredError
+from sqlaudit.history import Page as Page
+from sqlaudit.history import ResourceEvent as ResourceEvent
+from sqlaudit.history import ResourceState as ResourceState
+from sqlaudit.history import count_changes as count_changes
+from sqlaudit.history import count_events as count_events
+from sqlaudit.history import diff_resource as diff_resource
+from sqlaudit.history import get_aggregate_events as get_aggregate_events
+from sqlaudit.history import get_changes as get_changes
+from sqlaudit.history import get_events as get_events
+from sqlaudit.history import get_related_states as get_related_states
+from sqlaudit.history import get_resource_events as get_resource_events
+from sqlaudit.history import get_resource_state as get_resource_state
+from sqlaudit.history import record_baseline as record_baseline
+from sqlaudit.history import restore as restore
+from sqlaudit.history import revert_transaction as revert_transaction
 from sqlaudit.hooks import register_hooks as register_hooks
 from sqlaudit.hooks import unregister_hooks as unregister_hooks
 from sqlaudit.migration import upgrade_change_table as upgrade_change_table
@@ -80,15 +100,23 @@ __all__ = [
     "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",
+    "Conflict",
     "ContextTypeError",
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
+    "HistoryError",
     "HooksNotRegisteredWarning",
+    "InvalidCursorError",
     "InvalidTimeZoneError",
     "NotConfiguredError",
     "Operation",
+    "Page",
     "ResourceChange",
+    "ResourceEvent",
+    "ResourceState",
+    "RestoreError",
+    "RevertConflictError",
     "SQLAuditConfig",
     "SQLAuditError",
     "SQLAuditWarning",
@@ -98,21 +126,34 @@ __all__ = [
     "TriggerTypeError",
     "TruncatedValue",
     "UnauditedWriteError",
+    "UnknownTransactionError",
     "UntrackedModelError",
     "UserRequiredError",
     "audit_context",
     "check_triggers",
     "clear_config",
     "clear_session_context",
+    "count_changes",
+    "count_events",
     "current_context",
+    "diff_resource",
     "disable_auditing",
     "drop_triggers",
+    "get_aggregate_events",
+    "get_changes",
     "get_config",
+    "get_events",
+    "get_related_states",
     "get_resource_changes",
+    "get_resource_events",
+    "get_resource_state",
     "get_transaction_changes",
     "install_triggers",
+    "record_baseline",
     "register_hooks",
     "register_type",
+    "restore",
+    "revert_transaction",
     "set_config",
     "set_session_context",
     "track_table",

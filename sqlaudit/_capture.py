@@ -23,6 +23,9 @@ __all__ = ["ChangeRow", "FlushStamp", "Operation", "change_rows", "changed_field
 class Operation(enum.StrEnum):
     """What happened to the resource: ``insert``, ``update`` or ``delete``.
 
+    ``baseline`` marks the values of a row that existed before tracking began, as
+    :func:`sqlaudit.history.record_baseline` recorded them: no change, a starting point.
+
     Example:
         >>> Operation("update") is Operation.UPDATE
         True
@@ -31,6 +34,7 @@ class Operation(enum.StrEnum):
     INSERT = "insert"
     UPDATE = "update"
     DELETE = "delete"
+    BASELINE = "baseline"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,18 +14,31 @@ async generator function yielding one (FastAPI's async ``get_db``). Async
 applications create the change table with :func:`create_change_table`, since
 :func:`~sqlaudit.config.set_config` cannot await (give it ``create_table=False``).
 
+The history API (:mod:`sqlaudit.history`) has a twin here for every read and for
+:func:`restore`, :func:`revert_transaction` and :func:`record_baseline`: the same
+arguments, awaited, with an ``AsyncSession``; each runs the synchronous
+implementation on the session's connection (``AsyncSession.run_sync``)::
+
+    from sqlaudit.asyncio import get_events, get_resource_events, restore
+
+    async with async_session() as session:
+        page = await get_events(models=[Customer], limit=50, session=session)
+        await restore(session, Customer, 2, at=last_tuesday)
+        await session.commit()
+
 Needs the ``async`` extra: ``pip install "sqlaudit[async]"``.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
 try:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -35,9 +48,10 @@ except ImportError as exc:  # greenlet missing: SQLAlchemy's asyncio needs it
         "driver: pip install 'sqlaudit[async]'"
     ) from exc
 
-from sqlaudit import _schema
+from sqlaudit import _schema, history
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import ConfigurationError, ConfigurationTypeError
+from sqlaudit.history import Page, ResourceEvent, ResourceState
 from sqlaudit.retrieval import (
     DateBound,
     IdValue,
@@ -48,7 +62,25 @@ from sqlaudit.retrieval import (
     transaction_query,
 )
 
-__all__ = ["create_change_table", "get_resource_changes", "get_transaction_changes"]
+__all__ = [
+    "count_changes",
+    "count_events",
+    "create_change_table",
+    "diff_resource",
+    "get_aggregate_events",
+    "get_changes",
+    "get_events",
+    "get_related_states",
+    "get_resource_changes",
+    "get_resource_events",
+    "get_resource_state",
+    "get_transaction_changes",
+    "record_baseline",
+    "restore",
+    "revert_transaction",
+]
+
+R = TypeVar("R")
 
 
 async def get_resource_changes(
@@ -167,3 +199,209 @@ def _check(session: object) -> AsyncSession:
             "(or pass session=...)."
         )
     return session
+
+
+# --- the history API ------------------------------------------------------------------------
+
+
+async def _read(session: AsyncSession | None, work: Callable[[Session], R]) -> R:
+    """Run a synchronous read on ``session`` (or on one opened from the config)."""
+    if session is not None:
+        _check_given(session)
+        return await session.run_sync(work)
+    async with _open_session(get_config()) as own:
+        return await own.run_sync(work)
+
+
+def _check_given(session: object) -> AsyncSession:
+    if not isinstance(session, AsyncSession):
+        raise ConfigurationTypeError(
+            f"sqlaudit.asyncio works with an AsyncSession, not {type(session).__name__}; "
+            "use sqlaudit.history for a synchronous Session."
+        )
+    return session
+
+
+async def get_resource_events(
+    model_class: type[Any], resource_id: Any, *, session: AsyncSession | None = None, **options: Any
+) -> list[ResourceEvent]:
+    """Return one resource's events, newest first (async).
+
+    The twin of :func:`sqlaudit.history.get_resource_events`, with the same arguments.
+
+    Example:
+        >>> events = await get_resource_events(Customer, 2, session=session)  # doctest: +SKIP
+    """
+    return await _read(
+        session,
+        lambda s: history.get_resource_events(model_class, resource_id, session=s, **options),
+    )
+
+
+async def get_resource_state(
+    model_class: type[Any], resource_id: Any, *, session: AsyncSession | None = None, **options: Any
+) -> ResourceState:
+    """Return a resource's state at a moment (async).
+
+    The twin of :func:`sqlaudit.history.get_resource_state`, with the same arguments.
+
+    Example:
+        >>> state = await get_resource_state(Customer, 2, at=last_tuesday)  # doctest: +SKIP
+    """
+    return await _read(
+        session,
+        lambda s: history.get_resource_state(model_class, resource_id, session=s, **options),
+    )
+
+
+async def diff_resource(
+    model_class: type[Any],
+    resource_id: Any,
+    start: Any,
+    end: Any,
+    *,
+    session: AsyncSession | None = None,
+    **options: Any,
+) -> dict[str, tuple[Any, Any]]:
+    """Return the fields that differ between two moments (async).
+
+    The twin of :func:`sqlaudit.history.diff_resource`, with the same arguments.
+
+    Example:
+        >>> await diff_resource(Customer, 2, last_tuesday, today)  # doctest: +SKIP
+    """
+    return await _read(
+        session,
+        lambda s: history.diff_resource(model_class, resource_id, start, end, session=s, **options),
+    )
+
+
+async def get_changes(
+    *, session: AsyncSession | None = None, **filters: Any
+) -> Page[ResourceChange]:
+    """Return a page of change rows across models (async).
+
+    The twin of :func:`sqlaudit.history.get_changes`, with the same arguments.
+
+    Example:
+        >>> page = await get_changes(models=[Customer], limit=50)  # doctest: +SKIP
+    """
+    return await _read(session, lambda s: history.get_changes(session=s, **filters))
+
+
+async def get_events(*, session: AsyncSession | None = None, **filters: Any) -> Page[ResourceEvent]:
+    """Return a page of events across models (async).
+
+    The twin of :func:`sqlaudit.history.get_events`, with the same arguments.
+
+    Example:
+        >>> page = await get_events(models=[Customer], limit=50)  # doctest: +SKIP
+    """
+    return await _read(session, lambda s: history.get_events(session=s, **filters))
+
+
+async def count_changes(*, session: AsyncSession | None = None, **filters: Any) -> int:
+    """Count change rows (async).
+
+    The twin of :func:`sqlaudit.history.count_changes`, with the same arguments.
+
+    Example:
+        >>> await count_changes(models=[Customer], filter_user_ids=7)  # doctest: +SKIP
+    """
+    return await _read(session, lambda s: history.count_changes(session=s, **filters))
+
+
+async def count_events(*, session: AsyncSession | None = None, **filters: Any) -> int:
+    """Count events (async).
+
+    The twin of :func:`sqlaudit.history.count_events`, with the same arguments.
+
+    Example:
+        >>> await count_events(models=[Customer], filter_user_ids=7)  # doctest: +SKIP
+    """
+    return await _read(session, lambda s: history.count_events(session=s, **filters))
+
+
+async def get_related_states(
+    model_class: type[Any],
+    resource_id: Any,
+    relationship: str,
+    *,
+    session: AsyncSession | None = None,
+    **options: Any,
+) -> list[ResourceState]:
+    """Return the related objects' states at a moment (async).
+
+    The twin of :func:`sqlaudit.history.get_related_states`, with the same arguments.
+
+    Example:
+        >>> lines = await get_related_states(Order, 7, "lines", at=last_tuesday)  # doctest: +SKIP
+    """
+    return await _read(
+        session,
+        lambda s: history.get_related_states(
+            model_class, resource_id, relationship, session=s, **options
+        ),
+    )
+
+
+async def get_aggregate_events(
+    model_class: type[Any], resource_id: Any, *, session: AsyncSession | None = None, **options: Any
+) -> list[ResourceEvent]:
+    """Return an aggregate's timeline (async).
+
+    The twin of :func:`sqlaudit.history.get_aggregate_events`, with the same arguments.
+
+    Example:
+        >>> await get_aggregate_events(Order, 7, relationships=["lines"])  # doctest: +SKIP
+    """
+    return await _read(
+        session,
+        lambda s: history.get_aggregate_events(model_class, resource_id, session=s, **options),
+    )
+
+
+async def restore(
+    session: AsyncSession, model_class: type[Any], resource_id: Any, **options: Any
+) -> Any:
+    """Restore a resource in ``session`` (async).
+
+    The twin of :func:`sqlaudit.history.restore`, with the same arguments.
+
+    Example:
+        >>> await restore(session, Customer, 2, at=last_tuesday)  # doctest: +SKIP
+        >>> await session.commit()  # doctest: +SKIP
+    """
+    return await _check_given(session).run_sync(
+        lambda s: history.restore(s, model_class, resource_id, **options)
+    )
+
+
+async def revert_transaction(
+    session: AsyncSession, transaction_id: str | UUID, **options: Any
+) -> list[ResourceEvent]:
+    """Undo one transaction in ``session`` (async).
+
+    The twin of :func:`sqlaudit.history.revert_transaction`, with the same arguments.
+
+    Example:
+        >>> await revert_transaction(session, event.transaction_id)  # doctest: +SKIP
+        >>> await session.commit()  # doctest: +SKIP
+    """
+    return await _check_given(session).run_sync(
+        lambda s: history.revert_transaction(s, transaction_id, **options)
+    )
+
+
+async def record_baseline(session: AsyncSession, model_class: type[Any], **options: Any) -> int:
+    """Record the values of rows that predate tracking (async).
+
+    The twin of :func:`sqlaudit.history.record_baseline`, with the same arguments.
+
+    Example:
+        >>> await record_baseline(session, Customer)  # doctest: +SKIP
+        >>> await session.commit()  # doctest: +SKIP
+    """
+    return await _check_given(session).run_sync(
+        lambda s: history.record_baseline(s, model_class, **options)
+    )

@@ -19,7 +19,12 @@ exceptions keeps working::
     ├── BulkStatementError (ValueError)        a bulk statement whose rows cannot be audited
     ├── UnauditedWriteError (RuntimeError)     a tracked write that cannot commit with its rows
     ├── FilterError (ValueError)               a retrieval filter that cannot match
-    └── FilterTypeError (TypeError)            a retrieval filter of the wrong type
+    │   └── InvalidCursorError                 a page cursor from another query, or altered
+    ├── FilterTypeError (TypeError)            a retrieval filter of the wrong type
+    └── HistoryError (ValueError)              a history read or restore that cannot be answered
+        ├── UnknownTransactionError            a transaction id with no change rows
+        ├── RestoreError                       a restore that cannot be written
+        └── RevertConflictError                later or unaudited changes to what is undone
 
     SQLAuditWarning (UserWarning)
     ├── AuditContextWarning                    an audit_context left where it was not entered
@@ -35,18 +40,27 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 __all__ = [
     "AuditContextWarning",
     "BulkStatementError",
     "ConfigurationError",
     "ConfigurationTypeError",
+    "Conflict",
     "ContextTypeError",
     "FallbackEncodingWarning",
     "FilterError",
     "FilterTypeError",
+    "HistoryError",
     "HooksNotRegisteredWarning",
+    "InvalidCursorError",
     "InvalidTimeZoneError",
     "NotConfiguredError",
+    "RestoreError",
+    "RevertConflictError",
     "SQLAuditConfigError",
     "SQLAuditError",
     "SQLAuditWarning",
@@ -54,6 +68,7 @@ __all__ = [
     "TriggerDriftWarning",
     "TriggerTypeError",
     "UnauditedWriteError",
+    "UnknownTransactionError",
     "UntrackedModelError",
     "UserRequiredError",
 ]
@@ -216,6 +231,108 @@ class FilterTypeError(SQLAuditError, TypeError):
         >>> isinstance(FilterTypeError("x"), TypeError)
         True
     """
+
+
+class InvalidCursorError(FilterError):
+    """A page cursor that this query did not make: from another query's filters, or altered.
+
+    Example:
+        >>> from sqlaudit.history import get_changes
+        >>> get_changes(cursor="not-a-cursor")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        sqlaudit.exceptions.InvalidCursorError: ...
+    """
+
+
+class HistoryError(SQLAuditError, ValueError):
+    """A history read or restore that cannot be answered as asked.
+
+    A resource with no recorded history, a moment before it existed, two moments in
+    different lives of a reused key, a relationship that is not tracked.
+
+    Example:
+        >>> isinstance(HistoryError("x"), ValueError)
+        True
+    """
+
+
+class UnknownTransactionError(HistoryError):
+    """A transaction id for which no change row was recorded.
+
+    Example:
+        >>> from sqlaudit.history import revert_transaction
+        >>> revert_transaction(session, "no-such-transaction")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        sqlaudit.exceptions.UnknownTransactionError: ...
+    """
+
+
+class RestoreError(HistoryError):
+    """A restore that cannot be written (a required column the history does not hold).
+
+    Example:
+        >>> isinstance(RestoreError("x"), HistoryError)
+        True
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """One field that a revert or restore would overwrite without knowing it.
+
+    Attributes:
+        model: The model class name.
+        resource_id: The resource id as text.
+        field: The field name.
+        expected: The value the history gives (what the undo assumes is there).
+        actual: The value found instead (in the table, or written by a later transaction).
+        transaction_id: The later transaction that changed it, or ``None`` for a write
+            that left no change row (an unaudited write).
+
+    Example:
+        >>> Conflict("Customer", "1", "name", "Jo", "Joe", None).field
+        'name'
+    """
+
+    model: str
+    resource_id: str
+    field: str
+    expected: Any
+    actual: Any
+    transaction_id: str | None
+
+    def __str__(self) -> str:
+        by = (
+            f"changed again by transaction {self.transaction_id}"
+            if self.transaction_id is not None
+            else "changed by a write that left no change row"
+        )
+        return (
+            f"{self.model} {self.resource_id}.{self.field}: the history says "
+            f"{self.expected!r}, but it is {self.actual!r} ({by})"
+        )
+
+
+class RevertConflictError(HistoryError):
+    """A revert or restore would overwrite changes made after, or outside, the history it undoes.
+
+    ``conflicts`` lists each field concerned. Pass ``overwrite=True`` to proceed anyway.
+
+    Example:
+        >>> error = RevertConflictError([Conflict("Customer", "1", "name", "Jo", "Joe", "t2")])
+        >>> error.conflicts[0].transaction_id
+        't2'
+    """
+
+    def __init__(self, conflicts: Sequence[Conflict], action: str = "the revert") -> None:
+        self.conflicts = list(conflicts)
+        lines = "; ".join(str(conflict) for conflict in self.conflicts)
+        super().__init__(
+            f"{action} would overwrite {len(self.conflicts)} later change(s): {lines}. "
+            "Check them, then pass overwrite=True to proceed anyway."
+        )
 
 
 class SQLAuditWarning(UserWarning):

@@ -21,6 +21,7 @@ SUBMODULES = [
     "sqlaudit.decorators",
     "sqlaudit.hooks",
     "sqlaudit.retrieval",
+    "sqlaudit.history",
     "sqlaudit.migration",
     "sqlaudit.triggers",
     "sqlaudit.exceptions",
