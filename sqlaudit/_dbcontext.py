@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from sqlaudit import _writer
 from sqlaudit._registry import TrackedModel
-from sqlaudit.config import SQLAuditConfig, get_config
+from sqlaudit.config import get_config
 from sqlaudit.exceptions import UnauditedWriteError
 
 __all__ = ["MYSQL_CLEAR", "clear", "context_table_name", "prepare", "ready", "verified"]
@@ -51,9 +51,9 @@ MYSQL_CLEAR = (
 _verified: WeakKeyDictionary[Engine, set[str]] = WeakKeyDictionary()
 
 
-def context_table_name(config: SQLAuditConfig) -> str:
-    """Return the name of SQLite's context table for ``config``'s change table."""
-    return f"{config.table_name}_context"
+def context_table_name(change_table_name: str) -> str:
+    """Return the name of SQLite's context table next to the change table of that name."""
+    return f"{change_table_name}_context"
 
 
 def verified(engine: Engine, tracked: TrackedModel) -> None:
@@ -143,7 +143,7 @@ def prepare(
             {"tx": transaction_id, "by": author.changed_by, "extra": extra},
         )
     elif dialect == "sqlite":
-        table = _quote(context_table_name(author.config))
+        table = _quote(context_table_name(author.config.table_name))
         connection.execute(
             text(
                 f"INSERT OR REPLACE INTO {table} (id, transaction_id, changed_by, extra) "
@@ -179,7 +179,7 @@ def clear(connection: Connection) -> None:
             config = get_config()
         except Exception:
             return
-        table = _quote(context_table_name(config))
+        table = _quote(context_table_name(config.table_name))
         cursor = connection.connection.cursor()
         try:
             # Read first: a DELETE would take SQLite's write lock even in a read-only

@@ -39,24 +39,49 @@ The generated columns that index long keys (``resource_key``, ``changed_by_key``
 are rendered in the SQL of the database autogenerate ran against: generate the
 migration against the kind of database it will run on.
 
-This module is the home of sqlaudit's migration helpers: the operations for
-database-capture triggers are added here as they come.
+**Database-capture triggers** (see :mod:`sqlaudit.triggers`) are created, replaced
+and dropped by three operations this module registers with Alembic when imported
+(``import sqlaudit.alembic`` in ``env.py``)::
+
+    def upgrade() -> None:
+        op.create_audit_triggers("Customer", "Order")   # by class name, or the classes
+        # after altering a tracked table or its tracked fields:
+        op.replace_audit_triggers("Customer")
+
+    def downgrade() -> None:
+        op.drop_audit_triggers("Customer", "Order")
+
+The models are the ones ``env.py`` imports (tracked with ``capture="database"``);
+no names: every database-captured model. The change table is the configured one,
+else ``sqlaudit_changes``; ``table_name=`` / ``table_schema=`` name another. They
+run against the migration's connection (online mode); autogenerate renders
+neither them nor their reverse.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from alembic.operations import MigrateOperation, Operations
 from sqlalchemy import MetaData, Table
 
-from sqlaudit import _schema
+from sqlaudit import _registry, _schema, triggers
 from sqlaudit.config import SQLAuditConfig, get_config, has_config
-from sqlaudit.exceptions import ConfigurationTypeError
+from sqlaudit.exceptions import ConfigurationTypeError, UntrackedModelError
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
 
-__all__ = ["change_table_name", "include_change_table", "include_object", "render_item"]
+__all__ = [
+    "CreateAuditTriggersOp",
+    "DropAuditTriggersOp",
+    "ReplaceAuditTriggersOp",
+    "change_table_name",
+    "include_change_table",
+    "include_object",
+    "render_item",
+]
 
 _DEFAULT_NAME = "sqlaudit_changes"
 
@@ -174,3 +199,118 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
         autogen_context.imports.add("from sqlalchemy.dialects import mysql")
         return "sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), 'mysql', 'mariadb')"
     return False
+
+
+ModelRef = str | type[Any]
+
+
+def _models(names: Sequence[ModelRef]) -> list[type[Any]] | None:
+    """Resolve class names (or classes) to the tracked classes; none: every one."""
+    if not names:
+        return None
+    tracked = {model.__name__: model for model in _registry.models()}
+    resolved = []
+    for name in names:
+        if isinstance(name, type):
+            resolved.append(name)
+        elif name in tracked:
+            resolved.append(tracked[name])
+        else:
+            known = ", ".join(sorted(tracked)) or "none"
+            raise UntrackedModelError(
+                f"The migration names the model {name!r}, which is not tracked here (tracked: "
+                f"{known}). Import the models in env.py (with @track_table(..., "
+                "capture='database')) before running the migration."
+            )
+    return resolved
+
+
+class _AuditTriggersOp(MigrateOperation):
+    """What the three trigger operations share: the models and the change table."""
+
+    def __init__(
+        self,
+        *models: ModelRef,
+        table_name: str | None = None,
+        table_schema: str | None = None,
+    ) -> None:
+        self.models = models
+        self.table_name = table_name
+        self.table_schema = table_schema
+
+    def _options(self) -> dict[str, Any]:
+        return {"table_name": self.table_name, "table_schema": self.table_schema}
+
+
+@Operations.register_operation("create_audit_triggers")
+class CreateAuditTriggersOp(_AuditTriggersOp):
+    """``op.create_audit_triggers(*models)``: install the capture triggers of these models.
+
+    Example:
+        >>> CreateAuditTriggersOp("Customer").reverse().models
+        ('Customer',)
+    """
+
+    @classmethod
+    def create_audit_triggers(
+        cls, operations: Operations, *models: ModelRef, **options: Any
+    ) -> None:
+        """Install the capture triggers of ``models`` (class names or classes; none: all)."""
+        operations.invoke(cls(*models, **options))
+
+    def reverse(self) -> DropAuditTriggersOp:
+        """Return the operation that undoes this one: dropping the same triggers."""
+        return DropAuditTriggersOp(*self.models, **self._options())
+
+
+@Operations.register_operation("replace_audit_triggers")
+class ReplaceAuditTriggersOp(_AuditTriggersOp):
+    """``op.replace_audit_triggers(*models)``: rewrite the triggers after a schema change.
+
+    Example:
+        >>> ReplaceAuditTriggersOp("Customer").reverse().models
+        ('Customer',)
+    """
+
+    @classmethod
+    def replace_audit_triggers(
+        cls, operations: Operations, *models: ModelRef, **options: Any
+    ) -> None:
+        """Rewrite the capture triggers of ``models`` from their current declaration."""
+        operations.invoke(cls(*models, **options))
+
+    def reverse(self) -> ReplaceAuditTriggersOp:
+        """Return the operation that undoes this one: replacing them again."""
+        return ReplaceAuditTriggersOp(*self.models, **self._options())
+
+
+@Operations.register_operation("drop_audit_triggers")
+class DropAuditTriggersOp(_AuditTriggersOp):
+    """``op.drop_audit_triggers(*models)``: remove the capture triggers of these models.
+
+    Example:
+        >>> DropAuditTriggersOp("Customer").reverse().models
+        ('Customer',)
+    """
+
+    @classmethod
+    def drop_audit_triggers(cls, operations: Operations, *models: ModelRef, **options: Any) -> None:
+        """Remove the capture triggers of ``models`` (class names or classes; none: all)."""
+        operations.invoke(cls(*models, **options))
+
+    def reverse(self) -> CreateAuditTriggersOp:
+        """Return the operation that undoes this one: creating the same triggers."""
+        return CreateAuditTriggersOp(*self.models, **self._options())
+
+
+@Operations.implementation_for(CreateAuditTriggersOp)
+@Operations.implementation_for(ReplaceAuditTriggersOp)
+def _install(operations: Operations, operation: _AuditTriggersOp) -> None:
+    triggers.install_triggers(
+        operations.get_bind(), _models(operation.models), **operation._options()
+    )
+
+
+@Operations.implementation_for(DropAuditTriggersOp)
+def _drop(operations: Operations, operation: _AuditTriggersOp) -> None:
+    triggers.drop_triggers(operations.get_bind(), _models(operation.models), **operation._options())

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlaudit import _dbcontext, _registry, _schema
 from sqlaudit._registry import TrackedModel
 from sqlaudit._triggers import Plan, mysql, plan_for, postgresql, sqlite
-from sqlaudit.config import get_config
+from sqlaudit.config import get_config, has_config
 from sqlaudit.exceptions import ConfigurationError, TriggerDriftWarning, UntrackedModelError
 
 __all__ = ["TriggerProblem", "check_triggers", "drop_triggers", "install_triggers", "trigger_sql"]
@@ -106,8 +106,17 @@ def _database_models(models: Iterable[type[Any]] | None) -> list[TrackedModel]:
     return chosen
 
 
-def _plans(connection: Connection, models: Sequence[TrackedModel]) -> list[Plan]:
-    table = get_config().table
+def _change_table(table_name: str | None, table_schema: str | None) -> Table:
+    """Return the change table named, else the configured one, else ``sqlaudit_changes``."""
+    if table_name is None and table_schema is None and has_config():
+        return get_config().table
+    return _schema.build_change_table(table_name or _DEFAULT_TABLE, table_schema)
+
+
+_DEFAULT_TABLE = "sqlaudit_changes"
+
+
+def _plans(connection: Connection, models: Sequence[TrackedModel], table: Table) -> list[Plan]:
     return [plan_for(tracked, connection.dialect, table) for tracked in models]
 
 
@@ -141,7 +150,7 @@ def _create_statements(connection: Connection, plan: Plan, plans: Sequence[Plan]
     if dialect in _MYSQL:
         return mysql.create_sql(plan, _cascades(connection, plan, plans))
     if dialect == "sqlite":
-        name = _dbcontext.context_table_name(get_config())
+        name = _dbcontext.context_table_name(plan.change_table.name)
         return [sqlite.context_table_sql(plan, name), *sqlite.create_sql(plan, name)]
     raise ConfigurationError(
         f"Database capture supports PostgreSQL, MySQL, MariaDB and SQLite, not {dialect}; "
@@ -157,7 +166,13 @@ def _drop_statements(plan: Plan) -> list[str]:
     return sqlite.drop_sql(plan)
 
 
-def trigger_sql(bind: Bind, models: Iterable[type[Any]] | None = None) -> list[str]:
+def trigger_sql(
+    bind: Bind,
+    models: Iterable[type[Any]] | None = None,
+    *,
+    table_name: str | None = None,
+    table_schema: str | None = None,
+) -> list[str]:
     """Return the statements :func:`install_triggers` would run, without running them.
 
     For review, or for a migration that should carry the exact SQL.
@@ -166,18 +181,29 @@ def trigger_sql(bind: Bind, models: Iterable[type[Any]] | None = None) -> list[s
         >>> for statement in trigger_sql(engine):  # doctest: +SKIP
         ...     print(statement)
     """
+    table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
-        plans = _plans(connection, _database_models(models))
+        plans = _plans(connection, _database_models(models), table)
         return [sql for plan in plans for sql in _create_statements(connection, plan, plans)]
 
 
-def install_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> list[type[Any]]:
+def install_triggers(
+    bind: Bind,
+    models: Iterable[type[Any]] | None = None,
+    *,
+    table_name: str | None = None,
+    table_schema: str | None = None,
+) -> list[type[Any]]:
     """Create or replace the capture triggers of database-captured models (idempotent).
 
     Args:
         bind: An engine (its own transaction) or a connection (the caller's).
         models: The models to install; default: every model tracked with
             ``capture="database"``.
+        table_name: The change table the triggers write to; default: the configured
+            one (:func:`~sqlaudit.set_config`), else ``sqlaudit_changes``. A migration,
+            which runs without the application's config, may name it.
+        table_schema: The change table's schema, likewise.
 
     Returns:
         The models whose triggers were installed.
@@ -193,10 +219,13 @@ def install_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> l
         [<class 'Customer'>]
     """
     chosen = _database_models(models)
+    table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
-        _schema.create_change_table(get_config().table, connection)
-        plans = _plans(connection, chosen)
-        everything = _plans(connection, _database_models(None)) if models is not None else plans
+        _schema.create_change_table(table, connection)
+        plans = _plans(connection, chosen, table)
+        everything = (
+            _plans(connection, _database_models(None), table) if models is not None else plans
+        )
         for plan in plans:
             for statement in _create_statements(connection, plan, everything):
                 connection.exec_driver_sql(_escape(statement, connection))
@@ -204,7 +233,13 @@ def install_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> l
     return [tracked.model for tracked in chosen]
 
 
-def drop_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> list[type[Any]]:
+def drop_triggers(
+    bind: Bind,
+    models: Iterable[type[Any]] | None = None,
+    *,
+    table_name: str | None = None,
+    table_schema: str | None = None,
+) -> list[type[Any]]:
     """Remove the capture triggers of database-captured models (missing ones are skipped).
 
     Example:
@@ -212,8 +247,9 @@ def drop_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> list
         [<class 'Customer'>]
     """
     chosen = _database_models(models)
+    table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
-        for plan in _plans(connection, chosen):
+        for plan in _plans(connection, chosen, table):
             for statement in _drop_statements(plan):
                 connection.exec_driver_sql(_escape(statement, connection))
     _dbcontext.forget(_engine(bind))
@@ -231,7 +267,13 @@ def _escape(statement: str, connection: Connection) -> str:
     return statement
 
 
-def check_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> list[TriggerProblem]:
+def check_triggers(
+    bind: Bind,
+    models: Iterable[type[Any]] | None = None,
+    *,
+    table_name: str | None = None,
+    table_schema: str | None = None,
+) -> list[TriggerProblem]:
     """Compare the installed triggers with what the tracked models need.
 
     Reports a missing trigger, a trigger written for other tracked fields, column
@@ -243,13 +285,16 @@ def check_triggers(bind: Bind, models: Iterable[type[Any]] | None = None) -> lis
         []
     """
     problems: list[TriggerProblem] = []
+    table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
         for tracked in _database_models(models):
-            problems.extend(check_model(connection, tracked))
+            problems.extend(check_model(connection, tracked, table))
     return problems
 
 
-def check_model(connection: Connection, tracked: TrackedModel) -> list[TriggerProblem]:
+def check_model(
+    connection: Connection, tracked: TrackedModel, change_table: Table | None = None
+) -> list[TriggerProblem]:
     """Return what is wrong with ``tracked``'s triggers on ``connection``'s database."""
     model, table = tracked.model, tracked.table_name
     columns = _columns(connection, sa_inspect(model).local_table)
@@ -269,7 +314,8 @@ def check_model(connection: Connection, tracked: TrackedModel) -> list[TriggerPr
                     "not in the database; migrate the table, then run install_triggers().",
                 )
             )
-    plan = plan_for(tracked, connection.dialect, get_config().table)
+    target = change_table if change_table is not None else _change_table(None, None)
+    plan = plan_for(tracked, connection.dialect, target)
     installed = {row[0]: row[1] or "" for row in connection.execute(text(_installed_sql(plan)))}
     for name in _expected_names(plan):
         body = installed.get(name)

@@ -13,12 +13,26 @@ from pathlib import Path
 
 import alembic
 import pytest
-from sqlalchemy import MetaData, String
+from sqlalchemy import MetaData, String, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from sqlaudit import ConfigurationTypeError, get_resource_changes, register_hooks, track_table
-from sqlaudit.alembic import change_table_name, include_change_table, include_object, render_item
+from sqlaudit import (
+    ConfigurationTypeError,
+    check_triggers,
+    get_resource_changes,
+    register_hooks,
+    track_table,
+)
+from sqlaudit.alembic import (
+    CreateAuditTriggersOp,
+    DropAuditTriggersOp,
+    ReplaceAuditTriggersOp,
+    change_table_name,
+    include_change_table,
+    include_object,
+    render_item,
+)
 from sqlaudit.config import SQLAuditConfig, set_config
 
 TEMPLATE = Path(alembic.__file__).parent / "templates" / "generic" / "script.py.mako"
@@ -217,3 +231,100 @@ def test_render_item_leaves_other_types_to_alembic():
     assert render_item("type", String(5), context) is False  # type: ignore[arg-type]
     assert render_item("server_default", None, context) is False  # type: ignore[arg-type]
     assert context.imports == set()
+
+
+TRACKED_MODELS = """
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqlaudit import track_table
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+@track_table(tracked_fields=["name"], capture="database")
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+"""
+
+TRIGGER_MIGRATION = '''
+"""create the customers table and its capture triggers"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "customers",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False),
+    )
+    op.create_audit_triggers("Customer")
+
+
+def downgrade() -> None:
+    op.drop_audit_triggers("Customer")
+    op.drop_table("customers")
+'''
+
+
+def test_migration_operations_create_and_drop_capture_triggers(engine, tmp_path):
+    """op.create_audit_triggers / op.drop_audit_triggers install and remove the triggers in upgrade and downgrade."""
+    app = project(tmp_path, engine, managed=False)
+    (app.root / "models.py").write_text(TRACKED_MODELS)
+    (app.root / "migrations" / "versions" / "0001_customers.py").write_text(TRIGGER_MIGRATION)
+    app.alembic("-c", "alembic.ini", "upgrade", "head")
+
+    class Base(DeclarativeBase):
+        pass
+
+    @track_table(tracked_fields=["name"], capture="database")
+    class Customer(Base):
+        __tablename__ = "customers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(100))
+
+    assert check_triggers(engine) == []
+    with engine.begin() as connection:  # recorded by the triggers the migration made
+        connection.execute(text("INSERT INTO customers (id, name) VALUES (1, 'Ann')"))
+    set_config(SQLAuditConfig(session_factory=sessionmaker(engine), time_zone="UTC"))
+    assert [c.new_value for c in get_resource_changes(Customer)] == ["Ann"]
+
+    app.alembic("-c", "alembic.ini", "downgrade", "base")
+    assert not sa_inspect(engine).has_table("customers")
+
+
+def test_migration_naming_an_untracked_model_fails_with_the_fix(engine, tmp_path):
+    """A migration naming a model env.py did not track fails, naming the model and the fix."""
+    app = project(tmp_path, engine, managed=False)
+    (app.root / "migrations" / "versions" / "0001_customers.py").write_text(TRIGGER_MIGRATION)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head"],
+        cwd=app.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "UntrackedModelError" in result.stderr
+    assert "'Customer', which is not tracked here" in result.stderr
+    assert "Import the models in env.py" in result.stderr
+
+
+def test_trigger_operations_reverse_each_other():
+    """Each trigger operation's reverse is the one autogenerate would pair with it."""
+    create = CreateAuditTriggersOp("Customer", table_name="audit")
+    assert isinstance(create.reverse(), DropAuditTriggersOp)
+    assert create.reverse().models == ("Customer",)
+    assert create.reverse().table_name == "audit"
+    assert isinstance(create.reverse().reverse(), CreateAuditTriggersOp)
+    assert isinstance(ReplaceAuditTriggersOp().reverse(), ReplaceAuditTriggersOp)
