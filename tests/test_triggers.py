@@ -842,3 +842,31 @@ def test_config_capture_applies_to_models_that_name_none(audit):
     assert _registry.capture_of(tracked) == "session"
     clear_config()
     assert _registry.capture_of(tracked) == "session"
+
+
+def test_statements_of_many_rows_are_recorded_row_by_row(audit):
+    """An UPDATE of hundreds of rows at once (PostgreSQL: planned for its size) records each row's change; moved keys record a delete and an insert."""
+    Customer = simple_customer(audit.base)
+    audit.create_tables()
+    rows = 300
+    table = Customer.__table__
+    with audit.engine.begin() as connection:
+        connection.execute(
+            table.insert(), [{"id": n, "name": f"c{n}", "score": n} for n in range(1, rows + 1)]
+        )
+    with audit.engine.begin() as connection:
+        connection.execute(table.update().values(score=table.c.score + 1))
+    with audit.engine.begin() as connection:
+        connection.execute(table.update().values(id=table.c.id + 1000))
+    changes = get_resource_changes(Customer)
+    updates = {
+        (c.resource_id, c.old_value, c.new_value) for c in changes if c.operation == "update"
+    }
+    assert updates == {(str(n), n, n + 1) for n in range(1, rows + 1)}
+    deleted = {c.resource_id for c in changes if c.operation == "delete"}
+    inserted = {
+        c.resource_id for c in changes if c.operation == "insert" and int(c.resource_id) > 1000
+    }
+    assert deleted == {str(n) for n in range(1, rows + 1)}
+    assert inserted == {str(n + 1000) for n in range(1, rows + 1)}
+    assert len(changes) == rows * 2 + rows + rows * 2 * 2

@@ -50,25 +50,93 @@ def _values(plan: Plan, *aliases: str) -> str:
     return "VALUES " + ", ".join(rows)
 
 
-def _linked(old_id: str, new_id: str) -> str:
+def _linked(old_id: str, new_id: str, ext: str) -> str:
     link = f"jsonb_build_object('from', {old_id}, 'to', {new_id})"
     return (
-        "jsonb_set(coalesce(ext, '{}'::jsonb), '{extra}', coalesce(ext -> 'extra', "
+        f"jsonb_set(coalesce({ext}, '{{}}'::jsonb), '{{extra}}', coalesce({ext} -> 'extra', "
         f"'{{}}'::jsonb) || jsonb_build_object('sqlaudit.key_change', {link}))"
     )
 
 
-def _body(plan: Plan) -> str:
+_COLUMNS = (
+    "transaction_id, table_name, table_label, resource_id, field_name, operation, "
+    "old_value, new_value, changed_by, changed_at, extra"
+)
+# A statement that updated more rows than this pairs old and new rows with a plan
+# made for its own size (EXECUTE); smaller ones reuse the function's cached plan.
+# PL/pgSQL keeps the plan of the first statement it saw, usually one row: a nested
+# loop that would turn a bulk UPDATE of thousands of rows quadratic.
+_CACHED_PLAN_ROWS = 64
+
+
+def _update_sql(plan: Plan, tx: str, who: str, extj: str, ext: str) -> tuple[str, str, str]:
+    """Return (the updates' INSERT, the test for moved keys, the moves' INSERT).
+
+    ``tx``, ``who``, ``extj``, ``ext``: how the statements name the transaction id,
+    the user, the extra context as json and as jsonb (variables, or ``$1``...).
+    """
     change = plan.qualified(plan.change_table)
-    columns = (
-        "transaction_id, table_name, table_label, resource_id, field_name, operation, "
-        "old_value, new_value, changed_by, changed_at, extra"
-    )
-    head = f"tx, {literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}"
+    head = f"{tx}, {literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}"
     pk_o = " AND ".join(f"o.{plan.quote(c)} = n.{plan.quote(c)}" for c in plan.primary_key)
     first_pk = plan.quote(plan.primary_key[0])
     o_key, n_key = plan.key_sql("(p.o)"), plan.key_sql("(p.n)")
     mo_key, mn_key = plan.key_sql("(m.o)"), plan.key_sql("(m.n)")
+    linked = _linked(mo_key, mn_key, ext)
+    updates = f"""
+        INSERT INTO {change} ({_COLUMNS})
+        SELECT {head}, {plan.key_sql("o")}, f.name, 'update', f.old, f.new, {who},
+               statement_timestamp(), {extj}
+        FROM old_rows o JOIN new_rows n ON {pk_o}
+             CROSS JOIN LATERAL ({_values(plan, "o", "n")}) AS f(name, old, new)
+        WHERE {plan.key_sql("o")} = {plan.key_sql("n")} AND f.old IS DISTINCT FROM f.new"""
+    # Counted, not EXISTS: a semi-join would be planned for its first row (a nested loop).
+    moved = f"""
+        SELECT (SELECT count(*) FROM old_rows) <> (
+            SELECT count(*) FROM old_rows o JOIN new_rows n ON {pk_o}
+            WHERE {plan.key_sql("o")} = {plan.key_sql("n")})"""
+    moves = f"""
+        INSERT INTO {change} ({_COLUMNS})
+        WITH pairs AS (
+            SELECT o, n FROM old_rows o FULL JOIN new_rows n ON {pk_o}
+        ), lone AS (
+            SELECT p.o, p.n FROM pairs p
+            WHERE (p.o).{first_pk} IS NULL OR (p.n).{first_pk} IS NULL
+        ), single AS (
+            SELECT (SELECT count(*) FROM lone l WHERE (l.o).{first_pk} IS NOT NULL) = 1
+               AND (SELECT count(*) FROM lone l WHERE (l.n).{first_pk} IS NOT NULL) = 1
+               AS paired
+        ), moves AS (
+            SELECT p.o, p.n FROM pairs p
+            WHERE (p.o).{first_pk} IS NOT NULL AND (p.n).{first_pk} IS NOT NULL
+              AND {o_key} <> {n_key}
+            UNION ALL
+            SELECT (SELECT l.o FROM lone l WHERE (l.o).{first_pk} IS NOT NULL),
+                   (SELECT l.n FROM lone l WHERE (l.n).{first_pk} IS NOT NULL)
+            FROM single WHERE single.paired
+            UNION ALL
+            SELECT l.o, l.n FROM lone l, single WHERE NOT single.paired
+        ), rows AS (
+            SELECT 0 AS ord, {mo_key} AS rid, f.name, 'delete' AS op, f.old, NULL AS new,
+                   CASE WHEN (m.n).{first_pk} IS NULL THEN {ext} ELSE {linked} END AS ext
+            FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.o)")}) AS f(name, old)
+            WHERE (m.o).{first_pk} IS NOT NULL
+            UNION ALL
+            SELECT 1, {mn_key}, f.name, 'insert', NULL, f.new,
+                   CASE WHEN (m.o).{first_pk} IS NULL THEN {ext} ELSE {linked} END
+            FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.n)")}) AS f(name, new)
+            WHERE (m.n).{first_pk} IS NOT NULL AND f.new IS NOT NULL
+        )
+        SELECT {head}, r.rid, r.name, r.op, r.old, r.new, {who}, statement_timestamp(),
+               r.ext::json
+        FROM rows r ORDER BY r.ord"""
+    return updates, moved, moves
+
+
+def _body(plan: Plan) -> str:
+    change = plan.qualified(plan.change_table)
+    head = f"tx, {literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}"
+    updates, moved, moves = _update_sql(plan, "tx", "who", "extj", "ext")
+    d_updates, d_moved, d_moves = _update_sql(plan, "$1", "$2", "$3", "$4")
     return f"""
 DECLARE
     -- sqlaudit trigger {plan.fingerprint}
@@ -77,6 +145,7 @@ DECLARE
     who text;
     ext jsonb;
     extj json;
+    moved boolean;
 BEGIN
     IF tx IS NULL THEN
         tx := gen_random_uuid()::text;
@@ -91,63 +160,29 @@ BEGIN
     END IF;
     extj := ext::json;
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO {change} ({columns})
+        INSERT INTO {change} ({_COLUMNS})
         SELECT {head}, {plan.key_sql("n")}, f.name, 'insert', NULL, f.new, who,
                statement_timestamp(), extj
         FROM new_rows n CROSS JOIN LATERAL ({_values(plan, "n")}) AS f(name, new)
         WHERE f.new IS NOT NULL;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO {change} ({columns})
+        INSERT INTO {change} ({_COLUMNS})
         SELECT {head}, {plan.key_sql("o")}, f.name, 'delete', f.old, NULL, who,
                statement_timestamp(), extj
         FROM old_rows o CROSS JOIN LATERAL ({_values(plan, "o")}) AS f(name, old);
-    ELSE
+    ELSIF (SELECT count(*) FROM new_rows) <= {_CACHED_PLAN_ROWS} THEN
         -- Rows that kept their resource id: one row per changed field.
-        INSERT INTO {change} ({columns})
-        SELECT {head}, {plan.key_sql("o")}, f.name, 'update', f.old, f.new, who,
-               statement_timestamp(), extj
-        FROM old_rows o JOIN new_rows n ON {pk_o}
-             CROSS JOIN LATERAL ({_values(plan, "o", "n")}) AS f(name, old, new)
-        WHERE {plan.key_sql("o")} = {plan.key_sql("n")} AND f.old IS DISTINCT FROM f.new;
+        {updates};
         -- Rows whose resource id changed (rare): the old life ends, a new one begins.
-        IF EXISTS (SELECT 1 FROM old_rows o LEFT JOIN new_rows n ON {pk_o}
-                   WHERE n.{first_pk} IS NULL OR {plan.key_sql("o")} <> {plan.key_sql("n")}) THEN
-            INSERT INTO {change} ({columns})
-            WITH pairs AS (
-                SELECT o, n FROM old_rows o FULL JOIN new_rows n ON {pk_o}
-            ), lone AS (
-                SELECT p.o, p.n FROM pairs p
-                WHERE (p.o).{first_pk} IS NULL OR (p.n).{first_pk} IS NULL
-            ), single AS (
-                SELECT (SELECT count(*) FROM lone l WHERE (l.o).{first_pk} IS NOT NULL) = 1
-                   AND (SELECT count(*) FROM lone l WHERE (l.n).{first_pk} IS NOT NULL) = 1
-                   AS paired
-            ), moves AS (
-                SELECT p.o, p.n FROM pairs p
-                WHERE (p.o).{first_pk} IS NOT NULL AND (p.n).{first_pk} IS NOT NULL
-                  AND {o_key} <> {n_key}
-                UNION ALL
-                SELECT (SELECT l.o FROM lone l WHERE (l.o).{first_pk} IS NOT NULL),
-                       (SELECT l.n FROM lone l WHERE (l.n).{first_pk} IS NOT NULL)
-                FROM single WHERE single.paired
-                UNION ALL
-                SELECT l.o, l.n FROM lone l, single WHERE NOT single.paired
-            ), rows AS (
-                SELECT 0 AS ord, {mo_key} AS rid, f.name, 'delete' AS op, f.old, NULL AS new,
-                       CASE WHEN (m.n).{first_pk} IS NULL THEN ext
-                            ELSE {_linked(mo_key, mn_key)} END AS ext
-                FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.o)")}) AS f(name, old)
-                WHERE (m.o).{first_pk} IS NOT NULL
-                UNION ALL
-                SELECT 1, {mn_key}, f.name, 'insert', NULL, f.new,
-                       CASE WHEN (m.o).{first_pk} IS NULL THEN ext
-                            ELSE {_linked(mo_key, mn_key)} END
-                FROM moves m CROSS JOIN LATERAL ({_values(plan, "(m.n)")}) AS f(name, new)
-                WHERE (m.n).{first_pk} IS NOT NULL AND f.new IS NOT NULL
-            )
-            SELECT {head}, r.rid, r.name, r.op, r.old, r.new, who, statement_timestamp(),
-                   r.ext::json
-            FROM rows r ORDER BY r.ord;
+        {moved} INTO moved;
+        IF moved THEN
+            {moves};
+        END IF;
+    ELSE
+        EXECUTE $sql${d_updates}$sql$ USING tx, who, extj, ext;
+        EXECUTE $sql${d_moved}$sql$ INTO moved USING tx, who, extj, ext;
+        IF moved THEN
+            EXECUTE $sql${d_moves}$sql$ USING tx, who, extj, ext;
         END IF;
     END IF;
     RETURN NULL;
@@ -160,10 +195,7 @@ def create_sql(plan: Plan) -> list[str]:
     table = plan.qualified(plan.table)
     statements = [
         f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
-        # PL/pgSQL keeps the plan of the first statement it saw (often one row): a
-        # nested loop joining old and new rows would then be reused for a bulk UPDATE
-        # of thousands of rows, quadratic. Hash joins stay linear at every size.
-        f"SET enable_nestloop = off AS $sqlaudit${_body(plan)}$sqlaudit$"
+        f"AS $sqlaudit${_body(plan)}$sqlaudit$"
     ]
     for operation in _OPERATIONS:
         name = plan.quote(_trigger(plan, operation))
