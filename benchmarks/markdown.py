@@ -391,8 +391,12 @@ _METHOD = """## How it is measured
   `update()` statement. W2-W5 start from rows loaded with one Core bulk insert before the
   timer starts (as when auditing is added to an existing table). Only the ORM part is timed.
 - **Contestants** (`benchmarks/contestants.py`): plain SQLAlchemy; sqlaudit (a user id from a
-  callback, the default change table); the storage floor, a minimal `after_flush` hook
-  writing the same change rows (`str()` values, a fixed user) into a table built like
+  callback, the default change table); sqlaudit with `read_old_values=False`; sqlaudit
+  with `capture="database"` (generated triggers write the same change rows inside the
+  database: statement-level triggers over transition tables on PostgreSQL, row-level
+  triggers on MariaDB and SQLite; the Session hands them the user once per transaction,
+  one statement; measured on each database's default driver); the storage floor, a
+  minimal `after_flush` hook writing the same change rows (`str()` values, a fixed user) into a table built like
   sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and nothing else (no
   expired old values, no context, no bulk statements): what it costs is the price of one
   indexed row per changed field, what sqlaudit costs beyond it the price of its capture;

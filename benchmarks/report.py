@@ -207,6 +207,46 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
+# Database capture (capture="database"): on PostgreSQL at or below the hand-written
+# PL/pgSQL trigger of the same run, W1-W5; on SQLite W1 and W2 within 1.5x plain.
+DATABASE_CAPTURE_SQLITE = {"W1": 1.5, "W2": 1.5}
+
+
+def _database_capture_verdicts(database: str, entry: dict[str, Any]) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    writes = entry["writes"]
+    for workload, by_name in writes.items():
+        ours = by_name.get("sqlaudit-database", {})
+        if ours.get("status") != "ok":
+            continue
+        measured = f"{ours['ratio']:.2f}x"
+        if entry["database"] == "postgresql":
+            trigger = by_name.get("trigger", {})
+            if trigger.get("status") != "ok":
+                continue
+            rows.append(
+                {
+                    "database": database,
+                    "check": f"{workload} time, capture='database'",
+                    "limit": "<= PL/pgSQL trigger",
+                    "measured": f"{measured}; trigger {trigger['ratio']:.2f}x",
+                    "verdict": _verdict(not ours["fewer"] and ours["ratio"] <= trigger["ratio"]),
+                }
+            )
+        elif entry["database"] == "sqlite" and workload in DATABASE_CAPTURE_SQLITE:
+            limit = DATABASE_CAPTURE_SQLITE[workload]
+            rows.append(
+                {
+                    "database": database,
+                    "check": f"{workload} time, capture='database'",
+                    "limit": f"<= {limit}x",
+                    "measured": measured,
+                    "verdict": _verdict(not ours["fewer"] and ours["ratio"] <= limit),
+                }
+            )
+    return rows
+
+
 def _verdicts(databases: dict[str, Any]) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for database, entry in databases.items():
@@ -236,6 +276,7 @@ def _verdicts(databases: dict[str, Any]) -> list[dict[str, str]]:
                     "verdict": verdict,
                 }
             )
+        rows.extend(_database_capture_verdicts(database, entry))
         for workload, by_name in writes.items():
             ours = by_name.get("sqlaudit", {})
             if ours.get("status") != "ok":
