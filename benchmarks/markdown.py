@@ -396,8 +396,8 @@ _METHOD = """## How it is measured
   database: statement-level triggers over transition tables on PostgreSQL, row-level
   triggers on MariaDB and SQLite; the Session hands them the user once per transaction,
   one statement; measured on each database's default driver); the storage floor, a
-  minimal `after_flush` hook writing the same change rows (`str()` values, a fixed user) into a table built like
-  sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and nothing else (no
+  minimal `after_flush` hook writing the same change rows (`str()` values, a fixed user)
+  into a table built like sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and nothing else (no
   expired old values, no context, no bulk statements): what it costs is the price of one
   indexed row per changed field, what sqlaudit costs beyond it the price of its capture;
   SQLAlchemy-Continuum and SQLAlchemy-History with
