@@ -390,21 +390,21 @@ _METHOD = """## How it is measured
   every object (`Session.get()`, then commit); W4 delete, 100 per transaction; W5 one bulk
   `update()` statement. W2-W5 start from rows loaded with one Core bulk insert before the
   timer starts (as when auditing is added to an existing table). Only the ORM part is timed.
-- **Contestants** (`benchmarks/contestants.py`): plain SQLAlchemy; sqlaudit (a user id from a
-  callback, the default change table); sqlaudit with `read_old_values=False`; sqlaudit
+- **Contestants** (`benchmarks/contestants.py`): plain SQLAlchemy; sqlaudit (a user id from
+  a callback, the default change table); sqlaudit with `read_old_values=False`; sqlaudit
   with `capture="database"` (generated triggers write the same change rows inside the
   database: statement-level triggers over transition tables on PostgreSQL, row-level
-  triggers on MariaDB and SQLite; the Session hands them the user once per transaction,
-  one statement; measured on each database's default driver); the storage floor, a
-  minimal `after_flush` hook writing the same change rows (`str()` values, a fixed user)
-  into a table built like sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and nothing else (no
-  expired old values, no context, no bulk statements): what it costs is the price of one
-  indexed row per changed field, what sqlaudit costs beyond it the price of its capture;
-  SQLAlchemy-Continuum and SQLAlchemy-History with
-  `make_versioned(user_cls=None)`, versioning only the four tracked columns (they write one
-  full-row version per changed object, plus a transaction row per transaction); on
-  PostgreSQL a hand-written PL/pgSQL `AFTER ... FOR EACH ROW` trigger writing one row per
-  changed tracked field into a table with the same three indexes as sqlaudit's.
+  triggers on MariaDB and SQLite; the Session hands them the user once per transaction, one
+  statement; measured on each database's default driver); the storage floor, a minimal
+  `after_flush` hook writing the same change rows (`str()` values, a fixed user) into a
+  table built like sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and
+  nothing else (no expired old values, no context, no bulk statements): what it costs is the
+  price of one indexed row per changed field, what sqlaudit costs beyond it the price of its
+  capture; SQLAlchemy-Continuum and SQLAlchemy-History with `make_versioned(user_cls=None)`,
+  versioning only the four tracked columns (they write one full-row version per changed
+  object, plus a transaction row per transaction); on PostgreSQL a hand-written PL/pgSQL
+  `AFTER ... FOR EACH ROW` trigger writing one row per changed tracked field into a table
+  with the same three indexes as sqlaudit's.
 - **sqlaudit on W5** takes its in-database path (`docs/concepts.md`, "In the database"): the
   affected rows are staged in a temporary table and the change rows written by one
   `INSERT ... SELECT`, five statements besides the UPDATE whatever the number of rows.
