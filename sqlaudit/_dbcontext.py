@@ -108,7 +108,8 @@ def prepare(
     """Hand the triggers the context of the session's writes on ``connection``.
 
     One statement, at the first write of a transaction and whenever the user or
-    the extra context changes within it; nothing when they are already in place.
+    the extra context changes within it; nothing when they are already in place. A
+    transaction id a trigger already drew in this transaction is kept.
 
     Raises:
         UnauditedWriteError: a model's triggers are missing or out of date.
@@ -127,17 +128,24 @@ def prepare(
         context = json.dumps(
             {"changed_by": author.changed_by, "extra": author.extra}, separators=(",", ":")
         )
-        connection.execute(
+        # A trigger may already have drawn this transaction's id (a write on the same
+        # connection outside the Session's events): keep it, and make it the Session's.
+        kept = connection.execute(
             text(
-                "SELECT set_config('sqlaudit.transaction_id', :tx, true), "
+                "SELECT set_config('sqlaudit.transaction_id', COALESCE(NULLIF("
+                "current_setting('sqlaudit.transaction_id', true), ''), :tx), true), "
                 "set_config('sqlaudit.context', :ctx, true)"
             ),
             {"tx": transaction_id, "ctx": context},
-        )
+        ).scalar_one()
+        if kept != transaction_id:
+            _writer.adopt_transaction_id(session, connection, kept)
+            wanted = (kept, author.changed_by, extra)
     elif dialect in _MYSQL:
         connection.execute(
             text(
-                "SET @sqlaudit_transaction_id = :tx, @sqlaudit_context = 1, "
+                "SET @sqlaudit_transaction_id = COALESCE(@sqlaudit_transaction_id, :tx), "
+                "@sqlaudit_context = 1, "
                 "@sqlaudit_changed_by = :by, @sqlaudit_extra = :extra"
             ),
             {"tx": transaction_id, "by": author.changed_by, "extra": extra},
@@ -147,7 +155,8 @@ def prepare(
         connection.execute(
             text(
                 f"INSERT OR REPLACE INTO {table} (id, transaction_id, changed_by, extra) "
-                "VALUES (1, :tx, :by, :extra)"
+                f"VALUES (1, COALESCE((SELECT transaction_id FROM {table} WHERE id = 1), :tx), "
+                ":by, :extra)"
             ),
             {"tx": transaction_id, "by": author.changed_by, "extra": extra},
         )

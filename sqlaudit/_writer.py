@@ -23,7 +23,7 @@ from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.context import _Unset, effective_context
 from sqlaudit.exceptions import UserRequiredError
 
-__all__ = ["Author", "resolve", "transaction_id", "write"]
+__all__ = ["Author", "adopt_transaction_id", "resolve", "transaction_id", "write"]
 
 _TRANSACTION_KEY = "sqlaudit.transaction"
 
@@ -104,6 +104,19 @@ def transaction_id(session: Session, connection: Connection) -> str:
     # transaction can never be mistaken for them.
     session.info[_TRANSACTION_KEY] = (root, database, transaction_id)
     return transaction_id
+
+
+def adopt_transaction_id(session: Session, connection: Connection, transaction_id: str) -> None:
+    """Make ``transaction_id`` the id of the session's current database transaction.
+
+    Used when the database already gave the transaction an id (a capture trigger drew
+    one for a write the Session did not see), so that every row shares it.
+    """
+    session.info[_TRANSACTION_KEY] = (
+        session.get_transaction(),
+        connection.get_transaction(),
+        transaction_id,
+    )
 
 
 def write(

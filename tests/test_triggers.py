@@ -870,3 +870,19 @@ def test_statements_of_many_rows_are_recorded_row_by_row(audit):
     assert deleted == {str(n) for n in range(1, rows + 1)}
     assert inserted == {str(n + 1000) for n in range(1, rows + 1)}
     assert len(changes) == rows * 2 + rows + rows * 2 * 2
+
+
+def test_a_write_outside_the_sessions_events_shares_the_transaction_id(audit):
+    """Raw SQL on the Session's own connection, then a flush, in one transaction: one transaction id."""
+    Customer = simple_customer(audit.base)
+    audit.create_tables()
+    audit.user = "u1"
+    with audit.Session() as session:
+        session.connection().execute(text("INSERT INTO customers (id, name) VALUES (1, 'raw')"))
+        session.add(Customer(id=2, name="orm"))
+        session.commit()
+    changes = get_resource_changes(Customer)
+    assert {c.resource_id for c in changes} == {"1", "2"}
+    assert len({c.transaction_id for c in changes}) == 1
+    by_id = {c.resource_id: c.changed_by for c in changes}
+    assert by_id == {"1": None, "2": "u1"}
