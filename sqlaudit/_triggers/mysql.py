@@ -1,7 +1,9 @@
 """MySQL and MariaDB: one row-level AFTER trigger per operation.
 
-Each trigger writes the changed fields of its row with one ``INSERT ... SELECT``
-over a derived table that unpivots the tracked columns. Who and why come from
+Each trigger writes one single-row ``INSERT`` per changed field (a delete: one
+multi-row ``INSERT`` of every field): inside a row trigger that is several times
+cheaper on MySQL/MariaDB than an ``INSERT ... SELECT`` over a derived table, which
+is materialised for every row. Who and why come from
 session variables the ORM side sets once per transaction (see
 :mod:`sqlaudit._dbcontext`); a write with no context (another client) draws a
 transaction id, records no user and the database account in ``extra``.
@@ -51,27 +53,50 @@ def _utf8(sql: str) -> str:
     return f"CONVERT({sql} USING utf8mb4) COLLATE utf8mb4_bin"
 
 
-def _derived(plan: Plan, *aliases: str) -> str:
-    selects = []
-    names = ("name", "old", "new") if len(aliases) == 2 else ("name", "val")
-    for field in plan.fields:
-        values = [_utf8(literal(field.name))]
-        values += [_utf8(field.spell(f"{alias}.{plan.quote(field.column)}")) for alias in aliases]
-        selects.append(
-            "SELECT " + ", ".join(f"{v} AS {n}" for v, n in zip(values, names, strict=True))
-        )
-    return "(" + " UNION ALL ".join(selects) + ")"
-
-
-def _insert(plan: Plan, rid: str, operation: str, source: str, where: str, extra: str) -> str:
-    change = plan.qualified(plan.change_table)
-    old = "v.old" if operation == "update" else ("v.val" if operation == "delete" else "NULL")
-    new = "v.new" if operation == "update" else ("v.val" if operation == "insert" else "NULL")
+def _row(plan: Plan, rid: str, field: str, operation: str, old: str, new: str, extra: str) -> str:
+    """Return the VALUES tuple of one change row."""
     return (
-        f"INSERT INTO {change} ({_COLUMNS}) SELECT @sqlaudit_transaction_id, "
-        f"{literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}, "
-        f"{_utf8(rid)}, v.name, '{operation}', {old}, {new}, {_WHO}, UTC_TIMESTAMP(6), "
-        f"{extra} FROM {source} AS v{where};"
+        f"(@sqlaudit_transaction_id, {literal(plan.tracked.table_name)}, "
+        f"{literal(plan.tracked.table_label)}, {_utf8(rid)}, {_utf8(literal(field))}, "
+        f"'{operation}', {old}, {new}, {_WHO}, UTC_TIMESTAMP(6), {extra})"
+    )
+
+
+def _encoded(plan: Plan, alias: str) -> list[tuple[str, str]]:
+    """Return (field name, encoded value on row ``alias``) for every tracked field."""
+    return [
+        (field.name, _utf8(field.spell(f"{alias}.{plan.quote(field.column)}")))
+        for field in plan.fields
+    ]
+
+
+def _inserts(plan: Plan, rid: str, extra: str) -> str:
+    # One single-row INSERT per field with a value: inside a row trigger this is far
+    # cheaper on MySQL/MariaDB than one INSERT ... SELECT over a derived table.
+    change = plan.qualified(plan.change_table)
+    return " ".join(
+        f"IF {value} IS NOT NULL THEN INSERT INTO {change} ({_COLUMNS}) VALUES "
+        f"{_row(plan, rid, name, 'insert', 'NULL', value, extra)}; END IF;"
+        for name, value in _encoded(plan, "NEW")
+    )
+
+
+def _deletes(plan: Plan, rid: str, extra: str) -> str:
+    change = plan.qualified(plan.change_table)
+    rows = ", ".join(
+        _row(plan, rid, name, "delete", value, "NULL", extra)
+        for name, value in _encoded(plan, "OLD")
+    )
+    return f"INSERT INTO {change} ({_COLUMNS}) VALUES {rows};"
+
+
+def _updates(plan: Plan, rid: str) -> str:
+    change = plan.qualified(plan.change_table)
+    pairs = zip(_encoded(plan, "OLD"), _encoded(plan, "NEW"), strict=True)
+    return " ".join(
+        f"IF NOT ({old} <=> {new}) THEN INSERT INTO {change} ({_COLUMNS}) VALUES "
+        f"{_row(plan, rid, name, 'update', old, new, _EXTRA)}; END IF;"
+        for (name, old), (_, new) in pairs
     )
 
 
@@ -166,33 +191,13 @@ def create_sql(plan: Plan, cascades: tuple[Cascade, ...] = ()) -> list[str]:
     names = trigger_names(plan)
     mark = f"/* sqlaudit trigger {plan.fingerprint} */"
     new_id, old_id = plan.key_sql("NEW"), plan.key_sql("OLD")
+    linked = _linked(old_id, new_id)
     bodies = {
-        "AFTER INSERT": _insert(
-            plan, new_id, "insert", _derived(plan, "NEW"), " WHERE v.val IS NOT NULL", _EXTRA
-        ),
-        "AFTER DELETE": _insert(plan, old_id, "delete", _derived(plan, "OLD"), "", _EXTRA),
+        "AFTER INSERT": _inserts(plan, new_id, _EXTRA),
+        "AFTER DELETE": _deletes(plan, old_id, _EXTRA),
         "AFTER UPDATE": (
-            f"IF {old_id} <=> {new_id} THEN "
-            + _insert(
-                plan,
-                new_id,
-                "update",
-                _derived(plan, "OLD", "NEW"),
-                " WHERE NOT (v.old <=> v.new)",
-                _EXTRA,
-            )
-            + " ELSE "
-            + _insert(plan, old_id, "delete", _derived(plan, "OLD"), "", _linked(old_id, new_id))
-            + " "
-            + _insert(
-                plan,
-                new_id,
-                "insert",
-                _derived(plan, "NEW"),
-                " WHERE v.val IS NOT NULL",
-                _linked(old_id, new_id),
-            )
-            + " END IF;"
+            f"IF {old_id} <=> {new_id} THEN {_updates(plan, new_id)} "
+            f"ELSE {_deletes(plan, old_id, linked)} {_inserts(plan, new_id, linked)} END IF;"
         ),
     }
     before_delete = "\n".join(filter(None, (_cascade_sql(plan, c, "delete") for c in cascades)))
