@@ -724,7 +724,7 @@ def test_check_reports_changed_fields_and_dropped_columns(audit, backend):
 
     with audit.engine.begin() as connection:
         if backend == "sqlite":
-            for name in ("insert", "update", "delete"):
+            for name in ("insert", "update", "move", "delete"):
                 connection.exec_driver_sql(f"DROP TRIGGER sqlaudit_customers_{name}")
         connection.exec_driver_sql("ALTER TABLE customers DROP COLUMN name")
     kinds = {problem.kind for problem in check_triggers(audit.engine)}

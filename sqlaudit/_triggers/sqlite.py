@@ -1,4 +1,8 @@
-"""SQLite: one row-level AFTER trigger per operation.
+"""SQLite: row-level AFTER triggers, one per operation and one for moved keys.
+
+Update triggers fire only when a tracked or key column is assigned (``UPDATE OF``);
+the one for rows that keep their resource id and the one for rows whose id changed
+are told apart by their ``WHEN`` clause, so neither tests the other's case.
 
 Each trigger writes the changed fields of its row with one ``INSERT ... SELECT``
 over a derived table that unpivots the tracked columns, joined to the context
@@ -78,7 +82,8 @@ def _linked(old_id: str, new_id: str) -> str:
 
 def trigger_names(plan: Plan) -> dict[str, str]:
     """Return the trigger name per operation."""
-    return {op: plan.short_name(op.lower(), limit=200) for op in ("INSERT", "UPDATE", "DELETE")}
+    operations = ("INSERT", "UPDATE", "MOVE", "DELETE")
+    return {op: plan.short_name(op.lower(), limit=200) for op in operations}
 
 
 def create_sql(plan: Plan, context_table: str) -> list[str]:
@@ -89,57 +94,48 @@ def create_sql(plan: Plan, context_table: str) -> list[str]:
         f"VALUES (1, {_UUID4}, {_NO_CONTEXT_EXTRA}, 1);"
     )
     new_id, old_id = plan.key_sql("NEW"), plan.key_sql("OLD")
-    moved = f"{old_id} IS NOT {new_id}"
+    linked = _linked(old_id, new_id)
+    inserts = _derived(plan, "NEW")
     bodies = {
         "INSERT": _insert(
+            plan, context, new_id, "insert", inserts, " AND v.val IS NOT NULL", "x.extra"
+        ),
+        "DELETE": _insert(plan, context, old_id, "delete", _derived(plan, "OLD"), "", "x.extra"),
+        "UPDATE": _insert(
             plan,
             context,
             new_id,
-            "insert",
-            _derived(plan, "NEW"),
-            " AND v.val IS NOT NULL",
+            "update",
+            _derived(plan, "OLD", "NEW"),
+            " AND v.old IS NOT v.new",
             "x.extra",
         ),
-        "DELETE": _insert(plan, context, old_id, "delete", _derived(plan, "OLD"), "", "x.extra"),
-        "UPDATE": " ".join(
+        "MOVE": " ".join(
             (
-                _insert(
-                    plan,
-                    context,
-                    new_id,
-                    "update",
-                    _derived(plan, "OLD", "NEW"),
-                    f" AND NOT ({moved}) AND v.old IS NOT v.new",
-                    "x.extra",
-                ),
-                _insert(
-                    plan,
-                    context,
-                    old_id,
-                    "delete",
-                    _derived(plan, "OLD"),
-                    f" AND {moved}",
-                    _linked(old_id, new_id),
-                ),
-                _insert(
-                    plan,
-                    context,
-                    new_id,
-                    "insert",
-                    _derived(plan, "NEW"),
-                    f" AND {moved} AND v.val IS NOT NULL",
-                    _linked(old_id, new_id),
-                ),
+                _insert(plan, context, old_id, "delete", _derived(plan, "OLD"), "", linked),
+                _insert(plan, context, new_id, "insert", inserts, " AND v.val IS NOT NULL", linked),
             )
         ),
     }
+    # Updates fire only when a tracked or key column is assigned; one that keeps the
+    # resource id records its changed fields, one that changes it a delete and an insert.
+    watched = dict.fromkeys([*(field.column for field in plan.fields), *plan.key_columns])
+    columns = ", ".join(plan.quote(name) for name in watched)
+    events = {
+        "INSERT": "AFTER INSERT",
+        "DELETE": "AFTER DELETE",
+        "UPDATE": f"AFTER UPDATE OF {columns}",
+        "MOVE": f"AFTER UPDATE OF {columns}",
+    }
+    when = {"UPDATE": f" WHEN {old_id} IS {new_id}", "MOVE": f" WHEN {old_id} IS NOT {new_id}"}
     table = plan.qualified(plan.table)
     names = trigger_names(plan)
     statements = [f"DROP TRIGGER IF EXISTS {plan.quote(name)}" for name in names.values()]
     for operation, body in bodies.items():
         statements.append(
-            f"CREATE TRIGGER {plan.quote(names[operation])} AFTER {operation} ON {table} "
-            f"FOR EACH ROW BEGIN -- sqlaudit trigger {plan.fingerprint}\n{start} {body} END"
+            f"CREATE TRIGGER {plan.quote(names[operation])} {events[operation]} ON {table} "
+            f"FOR EACH ROW{when.get(operation, '')} BEGIN -- sqlaudit trigger {plan.fingerprint}\n"
+            f"{start} {body} END"
         )
     return statements
 
