@@ -48,7 +48,7 @@ except ImportError as exc:  # greenlet missing: SQLAlchemy's asyncio needs it
         "driver: pip install 'sqlaudit[async]'"
     ) from exc
 
-from sqlaudit import _schema, history
+from sqlaudit import _schema, history, triggers
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import ConfigurationError, ConfigurationTypeError
 from sqlaudit.history import Page, ResourceEvent, ResourceState
@@ -63,10 +63,12 @@ from sqlaudit.retrieval import (
 )
 
 __all__ = [
+    "check_triggers",
     "count_changes",
     "count_events",
     "create_change_table",
     "diff_resource",
+    "drop_triggers",
     "get_aggregate_events",
     "get_changes",
     "get_events",
@@ -75,6 +77,7 @@ __all__ = [
     "get_resource_events",
     "get_resource_state",
     "get_transaction_changes",
+    "install_triggers",
     "record_baseline",
     "restore",
     "revert_transaction",
@@ -152,6 +155,51 @@ async def create_change_table(
             await connection.run_sync(lambda sync: _schema.create_change_table(table, sync))
     else:
         await bind.run_sync(lambda sync: _schema.create_change_table(table, sync))
+
+
+async def _on_connection(bind: AsyncEngine | AsyncConnection, work: Callable[[Any], R]) -> R:
+    if isinstance(bind, AsyncEngine):
+        async with bind.begin() as connection:
+            return await connection.run_sync(work)
+    return await bind.run_sync(work)
+
+
+async def install_triggers(
+    bind: AsyncEngine | AsyncConnection, models: Iterable[type[Any]] | None = None, **options: Any
+) -> list[type[Any]]:
+    """Install the capture triggers through an async engine (see :func:`sqlaudit.install_triggers`).
+
+    Example:
+        >>> await install_triggers(async_engine)  # doctest: +SKIP
+    """
+    return await _on_connection(
+        bind, lambda sync: triggers.install_triggers(sync, models, **options)
+    )
+
+
+async def drop_triggers(
+    bind: AsyncEngine | AsyncConnection, models: Iterable[type[Any]] | None = None, **options: Any
+) -> list[type[Any]]:
+    """Remove the capture triggers through an async engine (see :func:`sqlaudit.drop_triggers`).
+
+    Example:
+        >>> await drop_triggers(async_engine)  # doctest: +SKIP
+    """
+    return await _on_connection(bind, lambda sync: triggers.drop_triggers(sync, models, **options))
+
+
+async def check_triggers(
+    bind: AsyncEngine | AsyncConnection, models: Iterable[type[Any]] | None = None, **options: Any
+) -> list[triggers.TriggerProblem]:
+    """Compare the installed triggers with the models (see :func:`sqlaudit.check_triggers`).
+
+    ``register_hooks()`` cannot check them at start-up when the session factory is
+    async (it would need the event loop): an async application awaits this instead.
+
+    Example:
+        >>> assert await check_triggers(async_engine) == []  # doctest: +SKIP
+    """
+    return await _on_connection(bind, lambda sync: triggers.check_triggers(sync, models, **options))
 
 
 async def _execute(config: SQLAuditConfig, session: AsyncSession | None, query: Select[Any]) -> Any:

@@ -51,6 +51,7 @@ from sqlaudit._writer import Author, resolve, write
 from sqlaudit.config import get_config
 from sqlaudit.context import auditing_disabled
 from sqlaudit.exceptions import (
+    ConfigurationTypeError,
     HooksNotRegisteredWarning,
     NotConfiguredError,
     TriggerDriftWarning,
@@ -816,6 +817,10 @@ def _check_triggers_at_start() -> None:
     try:
         with config.open_session() as session:
             bind = session.get_bind()
+    except ConfigurationTypeError:
+        # An async session factory: the check needs the event loop, so an async
+        # application awaits sqlaudit.asyncio.check_triggers(engine) instead.
+        return
     except Exception as error:  # start-up must not fail on a check
         warnings.warn(
             f"sqlaudit could not check the capture triggers: {error}",

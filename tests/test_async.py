@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import String, select, update
+from sqlalchemy import String, select, text, update
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -18,6 +18,7 @@ from sqlaudit import (
     audit_context,
     get_config,
     get_resource_changes,
+    install_triggers,
     register_hooks,
     set_config,
     track_table,
@@ -247,3 +248,39 @@ def test_async_session_refuses_legacy_bulk_methods_through_run_sync(async_setup)
             return await session.scalar(select(Note.title))
 
     assert run(scenario) is None
+
+
+def test_database_capture_under_async_session(engine, backend, base):
+    """With capture='database', an AsyncSession's writes reach the triggers with their user, and the context ends with the transaction."""
+
+    @track_table(tracked_fields=["title"], capture="database")
+    class Memo(base):
+        __tablename__ = "memos"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(50))
+
+    base.metadata.create_all(engine)
+    url = async_url(engine, backend)
+
+    async def main():
+        async_engine = create_async_engine(url, pool_size=1, max_overflow=0)
+        factory = async_sessionmaker(async_engine)
+        set_config(SQLAuditConfig(session_factory=factory, create_table=False, time_zone="UTC"))
+        get_config().table.create(engine, checkfirst=True)
+        install_triggers(engine)
+        register_hooks()
+        try:
+            assert await audit_async.check_triggers(async_engine) == []
+            async with factory() as session:
+                with audit_context(user_id="async-user"):
+                    session.add(Memo(id=1, title="a"))
+                    await session.commit()
+            async with async_engine.begin() as connection:  # same pooled connection, no context
+                await connection.execute(text("INSERT INTO memos (id, title) VALUES (2, 'raw')"))
+            return await audit_async.get_resource_changes(Memo)
+        finally:
+            await async_engine.dispose()
+
+    changes = asyncio.run(main())
+    assert {(c.resource_id, c.changed_by) for c in changes} == {("1", "async-user"), ("2", None)}
+    assert len({c.transaction_id for c in changes}) == 2
