@@ -120,35 +120,80 @@ def _plans(connection: Connection, models: Sequence[TrackedModel], table: Table)
     return [plan_for(tracked, connection.dialect, table) for tracked in models]
 
 
-def _cascades(
-    connection: Connection, plan: Plan, plans: Sequence[Plan]
-) -> tuple[mysql.Cascade, ...]:
-    """Find the tracked child tables a foreign key cascades to from ``plan``'s table."""
+TableKey = tuple[str | None, str]
+
+
+def _key(table: Table) -> TableKey:
+    return (table.schema, table.name)
+
+
+def _cascade_map(connection: Connection, children: Sequence[Plan]) -> dict[TableKey, list[Any]]:
+    """Map each parent table to the cascades its foreign keys make to ``children``' rows.
+
+    Only MySQL/MariaDB need it: they fire no trigger for rows a cascade changes.
+    """
+    if connection.dialect.name not in _MYSQL:
+        return {}
     inspector = sa_inspect(connection)
-    found = []
-    for child in plans:
+    found: dict[TableKey, list[Any]] = {}
+    for child in children:
         for key in inspector.get_foreign_keys(child.table.name, schema=child.table.schema):
-            if key["referred_table"] != plan.table.name:
-                continue
             options = key.get("options", {})
             on_delete = (options.get("ondelete") or "").upper() or None
             on_update = (options.get("onupdate") or "").upper() or None
-            if on_delete not in ("CASCADE", "SET NULL") and on_update not in (
-                "CASCADE",
-                "SET NULL",
-            ):
+            acts = ("CASCADE", "SET NULL")
+            if on_delete not in acts and on_update not in acts:
                 continue
             pairs = tuple(zip(key["constrained_columns"], key["referred_columns"], strict=True))
-            found.append(mysql.Cascade(child, pairs, on_delete, on_update))
-    return tuple(found)
+            parent = (key.get("referred_schema"), key["referred_table"])
+            found.setdefault(parent, []).append(mysql.Cascade(child, pairs, on_delete, on_update))
+    return found
 
 
-def _create_statements(connection: Connection, plan: Plan, plans: Sequence[Plan]) -> list[str]:
+def _install_statements(
+    connection: Connection, chosen: Sequence[Plan], everything: Sequence[Plan]
+) -> list[str]:
+    """Return the DDL that installs ``chosen``'s triggers (``everything``: all captured)."""
+    cascades = _cascade_map(connection, everything)
+    statements = [
+        sql for plan in chosen for sql in _create_statements(plan, cascades.get(_key(plan.table)))
+    ]
+    captured = {_key(plan.table) for plan in everything}
+    for parent, found in cascades.items():
+        if parent not in captured:  # a parent not captured itself still records its cascades
+            statements += mysql.cascade_only_sql(parent[1], parent[0], found, found[0].child.quote)
+    return statements
+
+
+def _drop_statements_for(
+    connection: Connection, chosen: Sequence[Plan], everything: Sequence[Plan]
+) -> list[str]:
+    """Return the DDL that drops ``chosen``'s triggers, keeping the others' cascades."""
+    statements = [sql for plan in chosen for sql in _drop_statements(plan)]
+    dropped = {_key(plan.table) for plan in chosen}
+    remaining = [plan for plan in everything if _key(plan.table) not in dropped]
+    affected = _cascade_map(connection, chosen)
+    if not affected:
+        return statements
+    kept = _cascade_map(connection, remaining)
+    by_table = {_key(plan.table): plan for plan in remaining}
+    for parent, found in affected.items():
+        if parent in dropped:
+            continue
+        if parent in by_table:
+            statements += _create_statements(by_table[parent], kept.get(parent))
+        else:
+            quote = found[0].child.quote
+            statements += mysql.cascade_only_sql(parent[1], parent[0], kept.get(parent, []), quote)
+    return statements
+
+
+def _create_statements(plan: Plan, cascades: Sequence[Any] | None) -> list[str]:
     dialect = plan.dialect
     if dialect == "postgresql":
         return postgresql.create_sql(plan)
     if dialect in _MYSQL:
-        return mysql.create_sql(plan, _cascades(connection, plan, plans))
+        return mysql.create_sql(plan, tuple(cascades or ()))
     if dialect == "sqlite":
         name = _dbcontext.context_table_name(plan.change_table.name)
         return [sqlite.context_table_sql(plan, name), *sqlite.create_sql(plan, name)]
@@ -184,7 +229,8 @@ def trigger_sql(
     table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
         plans = _plans(connection, _database_models(models), table)
-        return [sql for plan in plans for sql in _create_statements(connection, plan, plans)]
+        everything = _plans(connection, _database_models(None), table)
+        return _install_statements(connection, plans, everything)
 
 
 def install_triggers(
@@ -226,9 +272,8 @@ def install_triggers(
         everything = (
             _plans(connection, _database_models(None), table) if models is not None else plans
         )
-        for plan in plans:
-            for statement in _create_statements(connection, plan, everything):
-                connection.exec_driver_sql(_escape(statement, connection))
+        for statement in _install_statements(connection, plans, everything):
+            connection.exec_driver_sql(_escape(statement, connection))
     _dbcontext.forget(_engine(bind))
     return [tracked.model for tracked in chosen]
 
@@ -249,9 +294,10 @@ def drop_triggers(
     chosen = _database_models(models)
     table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
-        for plan in _plans(connection, chosen, table):
-            for statement in _drop_statements(plan):
-                connection.exec_driver_sql(_escape(statement, connection))
+        plans = _plans(connection, chosen, table)
+        everything = _plans(connection, _database_models(None), table)
+        for statement in _drop_statements_for(connection, plans, everything):
+            connection.exec_driver_sql(_escape(statement, connection))
     _dbcontext.forget(_engine(bind))
     return [tracked.model for tracked in chosen]
 

@@ -886,3 +886,50 @@ def test_a_write_outside_the_sessions_events_shares_the_transaction_id(audit):
     assert len({c.transaction_id for c in changes}) == 1
     by_id = {c.resource_id: c.changed_by for c in changes}
     assert by_id == {"1": None, "2": "u1"}
+
+
+def test_cascades_from_a_table_that_is_not_captured_are_recorded(audit, backend):
+    """Deleting a row of an untracked parent records the tracked child rows its ON DELETE CASCADE removes; dropping the child's triggers stops it."""
+    restore = _enable_sqlite_foreign_keys(audit.engine) if backend == "sqlite" else None
+
+    class Account(audit.base):  # not tracked
+        __tablename__ = "accounts"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    @track_table(tracked_fields=["account_id", "total"])
+    class Invoice(audit.base):
+        __tablename__ = "invoices"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+        total: Mapped[int]
+
+    try:
+        audit.create_tables()
+        with audit.engine.begin() as connection:
+            connection.execute(text("INSERT INTO accounts (id) VALUES (1), (2)"))
+            connection.execute(
+                text(
+                    "INSERT INTO invoices (id, account_id, total) "
+                    "VALUES (1, 1, 10), (2, 1, 20), (3, 2, 30)"
+                )
+            )
+        with audit.engine.begin() as connection:
+            connection.execute(text("DELETE FROM accounts WHERE id = 1"))
+        deleted = sorted(
+            (c.resource_id, c.field_name, c.old_value)
+            for c in get_resource_changes(Invoice)
+            if c.operation == "delete"
+        )
+        assert deleted == [
+            ("1", "account_id", 1),
+            ("1", "total", 10),
+            ("2", "account_id", 1),
+            ("2", "total", 20),
+        ]
+        drop_triggers(audit.engine)
+        with audit.engine.begin() as connection:  # nothing left to record it, nothing fails
+            connection.execute(text("DELETE FROM accounts WHERE id = 2"))
+        assert len([c for c in get_resource_changes(Invoice) if c.operation == "delete"]) == 4
+    finally:
+        if restore is not None:
+            restore()

@@ -25,7 +25,7 @@ from sqlaudit._registry import TrackedModel
 from sqlaudit._sql_codec import Spelling
 from sqlaudit.exceptions import TriggerTypeError
 
-__all__ = ["VERSION", "Field", "Plan", "plan_for"]
+__all__ = ["VERSION", "Field", "Plan", "object_name", "plan_for"]
 
 # Bumped whenever the generated SQL changes meaning: installed triggers of another
 # version are reported as drift.
@@ -70,11 +70,21 @@ class Plan:
 
     def short_name(self, suffix: str, limit: int = 63) -> str:
         """Return a trigger or function name for this table, within ``limit`` characters."""
-        base = f"sqlaudit_{self.table.name}_{suffix}"
-        if len(base) <= limit:
-            return base
-        digest = hashlib.sha1(self.table.fullname.encode()).hexdigest()[:8]
-        return f"sqlaudit_{self.table.name[: limit - 20 - len(suffix)]}_{digest}_{suffix}"
+        return object_name(self.table.name, self.table.fullname, suffix, limit)
+
+
+def object_name(table: str, fullname: str, suffix: str, limit: int) -> str:
+    """Return the name of a trigger (or function) of ``table``, within ``limit`` characters.
+
+    Example:
+        >>> object_name("customers", "customers", "insert", 63)
+        'sqlaudit_customers_insert'
+    """
+    base = f"sqlaudit_{table}_{suffix}"
+    if len(base) <= limit:
+        return base
+    digest = hashlib.sha1(fullname.encode()).hexdigest()[:8]
+    return f"sqlaudit_{table[: limit - 20 - len(suffix)]}_{digest}_{suffix}"
 
 
 def _quote_double(name: str) -> str:

@@ -13,17 +13,28 @@ change table's, so tracked columns in other character sets mix in one statement.
 
 MySQL and MariaDB fire no trigger for rows a foreign-key cascade deletes or
 changes; :func:`create_sql` takes the cascades that reach tracked tables and the
-parent's BEFORE DELETE / BEFORE UPDATE triggers record those child rows.
+parent's BEFORE DELETE / BEFORE UPDATE triggers record those child rows (a parent
+that is not captured itself gets those two triggers only: :func:`cascade_only_sql`).
+One level deep: a child's own cascade to a grandchild is not followed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlaudit._sql_codec import literal
-from sqlaudit._triggers import Plan
+from sqlaudit._triggers import Plan, object_name
 
-__all__ = ["Cascade", "create_sql", "drop_sql", "installed_sql"]
+__all__ = [
+    "Cascade",
+    "cascade_only_sql",
+    "cascade_trigger_names",
+    "create_sql",
+    "drop_sql",
+    "installed_sql",
+    "trigger_names",
+]
 
 _COLUMNS = (
     "transaction_id, table_name, table_label, resource_id, field_name, operation, "
@@ -118,8 +129,11 @@ def _matches(cascade: Cascade, parent: str, child: str = "c") -> str:
     )
 
 
-def _cascade_sql(plan: Plan, cascade: Cascade, operation: str) -> str:
-    """Statements recording the child rows a parent DELETE/UPDATE cascades to."""
+def _cascade_sql(quote: Callable[[str], str], cascade: Cascade, operation: str) -> str:
+    """Return the statements recording the child rows a parent DELETE/UPDATE cascades to.
+
+    ``quote`` quotes the parent's column names.
+    """
     child = cascade.child
     table = child.qualified(child.table)
     action = cascade.on_delete if operation == "delete" else cascade.on_update
@@ -128,7 +142,7 @@ def _cascade_sql(plan: Plan, cascade: Cascade, operation: str) -> str:
     where = _matches(cascade, "OLD")
     if operation == "update":
         changed = " OR ".join(
-            f"NOT (OLD.{plan.quote(p)} <=> NEW.{plan.quote(p)})" for _, p in cascade.columns
+            f"NOT (OLD.{quote(p)} <=> NEW.{quote(p)})" for _, p in cascade.columns
         )
         where = f"({changed}) AND {where}"
     fields = {field.column: field for field in child.fields}
@@ -158,7 +172,7 @@ def _cascade_sql(plan: Plan, cascade: Cascade, operation: str) -> str:
         field = fields.get(child_column)
         if field is None:
             continue
-        new_value = "NULL" if action == "SET NULL" else f"NEW.{plan.quote(parent_column)}"
+        new_value = "NULL" if action == "SET NULL" else f"NEW.{quote(parent_column)}"
         old_sql = _utf8(field.spell(f"c.{child.quote(child_column)}"))
         new_sql = _utf8(field.spell(new_value)) if new_value != "NULL" else "NULL"
         parts.append(
@@ -200,17 +214,53 @@ def create_sql(plan: Plan, cascades: tuple[Cascade, ...] = ()) -> list[str]:
             f"ELSE {_deletes(plan, old_id, linked)} {_inserts(plan, new_id, linked)} END IF;"
         ),
     }
-    before_delete = "\n".join(filter(None, (_cascade_sql(plan, c, "delete") for c in cascades)))
-    before_update = "\n".join(filter(None, (_cascade_sql(plan, c, "update") for c in cascades)))
-    if before_delete:
-        bodies["BEFORE DELETE"] = before_delete
-    if before_update:
-        bodies["BEFORE UPDATE"] = before_update
+    bodies.update(_before_bodies(plan.quote, cascades))
     statements = [f"DROP TRIGGER IF EXISTS {plan.quote(name)}" for name in names.values()]
     for key, body in bodies.items():
         statements.append(
             f"CREATE TRIGGER {plan.quote(names[key])} {key} ON {table} FOR EACH ROW "
             f"BEGIN {mark} {_START} {body} END"
+        )
+    return statements
+
+
+def _before_bodies(quote: Callable[[str], str], cascades: Sequence[Cascade]) -> dict[str, str]:
+    bodies = {}
+    for key, operation in (("BEFORE DELETE", "delete"), ("BEFORE UPDATE", "update")):
+        body = "\n".join(filter(None, (_cascade_sql(quote, c, operation) for c in cascades)))
+        if body:
+            bodies[key] = body
+    return bodies
+
+
+def cascade_trigger_names(table: str, fullname: str) -> dict[str, str]:
+    """Return the BEFORE trigger names of a parent table (as :func:`trigger_names` gives them)."""
+    return {
+        key: object_name(table, fullname, key.replace(" ", "_").lower(), 64)
+        for key in ("BEFORE UPDATE", "BEFORE DELETE")
+    }
+
+
+def cascade_only_sql(
+    table: str,
+    schema: str | None,
+    cascades: Sequence[Cascade],
+    quote: Callable[[str], str],
+) -> list[str]:
+    """Return the statements that (re)create the cascade triggers of a parent table.
+
+    For a parent that is not itself captured in the database: its BEFORE DELETE and
+    BEFORE UPDATE triggers only record the tracked child rows its foreign keys
+    cascade to (none left: the triggers are only dropped).
+    """
+    fullname = f"{schema}.{table}" if schema else table
+    qualified = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+    names = cascade_trigger_names(table, fullname)
+    statements = [f"DROP TRIGGER IF EXISTS {quote(name)}" for name in names.values()]
+    for key, body in _before_bodies(quote, cascades).items():
+        statements.append(
+            f"CREATE TRIGGER {quote(names[key])} {key} ON {qualified} FOR EACH ROW "
+            f"BEGIN /* sqlaudit cascades */ {_START} {body} END"
         )
     return statements
 
