@@ -69,15 +69,20 @@ _COLUMNS = (
 _CACHED_PLAN_ROWS = 64
 
 
-def _update_sql(plan: Plan, tx: str, who: str, extj: str, ext: str) -> tuple[str, str, str]:
+def _update_sql(
+    plan: Plan, tx: str, who: str, extj: str, ext: str, *, one_row: bool = False
+) -> tuple[str, str, str]:
     """Return (the updates' INSERT, the test for moved keys, the moves' INSERT).
 
     ``tx``, ``who``, ``extj``, ``ext``: how the statements name the transaction id,
     the user, the extra context as json and as jsonb (variables, or ``$1``...).
+    ``one_row``: the statement changed one row, the only possible pair of old and
+    new (no join needed, even when its key changed).
     """
     change = plan.qualified(plan.change_table)
     head = f"{tx}, {literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}"
-    pk_o = " AND ".join(f"o.{plan.quote(c)} = n.{plan.quote(c)}" for c in plan.primary_key)
+    pk_pairs = " AND ".join(f"o.{plan.quote(c)} = n.{plan.quote(c)}" for c in plan.primary_key)
+    pk_o = "TRUE" if one_row else pk_pairs
     first_pk = plan.quote(plan.primary_key[0])
     o_key, n_key = plan.key_sql("(p.o)"), plan.key_sql("(p.n)")
     mo_key, mn_key = plan.key_sql("(m.o)"), plan.key_sql("(m.n)")
@@ -97,7 +102,7 @@ def _update_sql(plan: Plan, tx: str, who: str, extj: str, ext: str) -> tuple[str
     moves = f"""
         INSERT INTO {change} ({_COLUMNS})
         WITH pairs AS (
-            SELECT o, n FROM old_rows o FULL JOIN new_rows n ON {pk_o}
+            SELECT o, n FROM old_rows o FULL JOIN new_rows n ON {pk_pairs}
         ), lone AS (
             SELECT p.o, p.n FROM pairs p
             WHERE (p.o).{first_pk} IS NULL OR (p.n).{first_pk} IS NULL
@@ -135,6 +140,7 @@ def _update_sql(plan: Plan, tx: str, who: str, extj: str, ext: str) -> tuple[str
 def _body(plan: Plan) -> str:
     change = plan.qualified(plan.change_table)
     head = f"tx, {literal(plan.tracked.table_name)}, {literal(plan.tracked.table_label)}"
+    one_updates, one_moved, _ = _update_sql(plan, "tx", "who", "extj", "ext", one_row=True)
     updates, moved, moves = _update_sql(plan, "tx", "who", "extj", "ext")
     d_updates, d_moved, d_moves = _update_sql(plan, "$1", "$2", "$3", "$4")
     return f"""
@@ -146,6 +152,7 @@ DECLARE
     ext jsonb;
     extj json;
     moved boolean;
+    updated bigint;
 BEGIN
     IF tx IS NULL THEN
         tx := gen_random_uuid()::text;
@@ -170,7 +177,17 @@ BEGIN
         SELECT {head}, {plan.key_sql("o")}, f.name, 'delete', f.old, NULL, who,
                statement_timestamp(), extj
         FROM old_rows o CROSS JOIN LATERAL ({_values(plan, "o")}) AS f(name, old);
-    ELSIF (SELECT count(*) FROM new_rows) <= {_CACHED_PLAN_ROWS} THEN
+    ELSE
+        updated := (SELECT count(*) FROM new_rows);
+    END IF;
+    IF updated = 1 THEN
+        -- One row (an ORM flush updates row by row): its old and new values pair.
+        {one_updates};
+        {one_moved} INTO moved;
+        IF moved THEN
+            {moves};
+        END IF;
+    ELSIF updated BETWEEN 2 AND {_CACHED_PLAN_ROWS} THEN
         -- Rows that kept their resource id: one row per changed field.
         {updates};
         -- Rows whose resource id changed (rare): the old life ends, a new one begins.
@@ -178,7 +195,7 @@ BEGIN
         IF moved THEN
             {moves};
         END IF;
-    ELSE
+    ELSIF updated > {_CACHED_PLAN_ROWS} THEN
         EXECUTE $sql${d_updates}$sql$ USING tx, who, extj, ext;
         EXECUTE $sql${d_moved}$sql$ INTO moved USING tx, who, extj, ext;
         IF moved THEN
