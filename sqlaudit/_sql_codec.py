@@ -41,7 +41,7 @@ from sqlalchemy.types import TypeEngine
 from sqlaudit import _codec
 from sqlaudit.exceptions import TriggerTypeError
 
-__all__ = ["Spelling", "key_sql", "literal", "value_sql"]
+__all__ = ["Spelling", "family", "key_sql", "literal", "same_family", "value_sql"]
 
 # Given the SQL of a column reference (``NEW."name"``), the SQL of its encoded value.
 Spelling = Callable[[str], str]
@@ -327,3 +327,54 @@ def _refuse_key(where: str, column_type: TypeEngine[Any], dialect: str) -> Any:
         "and UUIDs do).",
         "or set resource_id_field to an integer, string or UUID column.",
     )
+
+
+def family(column_type: TypeEngine[Any]) -> str:
+    """Return the kind of value a column holds, as far as its encoding goes.
+
+    Coarse on purpose: it compares a model's column with the one the database
+    reflects, which spells the same type in its own words.
+
+    Example:
+        >>> family(Numeric(10, 2)), family(String(20))
+        ('decimal:2', 'str')
+    """
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    if isinstance(column_type, Boolean):
+        return "bool"
+    if isinstance(column_type, Integer):
+        return "int"
+    if isinstance(column_type, Float):
+        return "float"
+    if isinstance(column_type, Numeric):
+        return f"decimal:{column_type.scale}"
+    if isinstance(column_type, String):  # Enum included: the database holds its text
+        return "str"
+    if isinstance(column_type, DateTime):
+        return "datetime"
+    if isinstance(column_type, Date):
+        return "date"
+    if isinstance(column_type, Uuid):
+        return "uuid"
+    if isinstance(column_type, LargeBinary):
+        return "bytes"
+    return type(column_type).__name__.lower()
+
+
+def same_family(declared: TypeEngine[Any], reflected: TypeEngine[Any], dialect: str) -> bool:
+    """Tell whether the database's column still holds what the model's type declares.
+
+    Where the database has no type of its own, its spelling is accepted: a boolean
+    is an integer on MySQL/MariaDB and SQLite, a UUID 32 characters.
+
+    Example:
+        >>> same_family(Integer(), String(10), "postgresql")
+        False
+    """
+    ours, theirs = family(declared), family(reflected)
+    if ours == theirs:
+        return True
+    if dialect != _POSTGRESQL:
+        return (ours, theirs) in {("bool", "int"), ("uuid", "str")}
+    return False

@@ -35,7 +35,7 @@ from sqlalchemy import Table, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
 
-from sqlaudit import _dbcontext, _registry, _schema
+from sqlaudit import _dbcontext, _registry, _schema, _sql_codec
 from sqlaudit._registry import TrackedModel
 from sqlaudit._triggers import Plan, mysql, plan_for, postgresql, sqlite
 from sqlaudit.config import get_config, has_config
@@ -349,17 +349,22 @@ def check_model(
     problems = []
     mapper: Any = sa_inspect(model)
     for name in tracked.fields:
-        column = mapper.columns[name].name
-        if column not in columns:
-            problems.append(
-                TriggerProblem(
-                    model,
-                    table,
-                    "column",
-                    f"{model.__name__}.{name} is tracked but the column {table}.{column} is "
-                    "not in the database; migrate the table, then run install_triggers().",
-                )
+        declared = mapper.columns[name]
+        reflected = columns.get(declared.name)
+        if reflected is None:
+            message = (
+                f"{model.__name__}.{name} is tracked but the column {table}.{declared.name} "
+                "is not in the database; migrate the table, then run install_triggers()."
             )
+        elif not _sql_codec.same_family(declared.type, reflected, connection.dialect.name):
+            message = (
+                f"{model.__name__}.{name} is declared {declared.type!r} but the column "
+                f"{table}.{declared.name} is {reflected!r} in the database; make them match "
+                "(a migration, or the model), then run install_triggers()."
+            )
+        else:
+            continue
+        problems.append(TriggerProblem(model, table, "column", message))
     target = change_table if change_table is not None else _change_table(None, None)
     plan = plan_for(tracked, connection.dialect, target)
     installed = {row[0]: row[1] or "" for row in connection.execute(text(_installed_sql(plan)))}
@@ -381,11 +386,13 @@ def check_model(
     return problems
 
 
-def _columns(connection: Connection, table: Table) -> set[str] | None:
+def _columns(connection: Connection, table: Table) -> dict[str, Any] | None:
+    """Return the table's columns in the database, by name, with their reflected types."""
     inspector = sa_inspect(connection)
     if not inspector.has_table(table.name, schema=table.schema):
         return None
-    return {column["name"] for column in inspector.get_columns(table.name, schema=table.schema)}
+    reflected = inspector.get_columns(table.name, schema=table.schema)
+    return {column["name"]: column["type"] for column in reflected}
 
 
 def _installed_sql(plan: Plan) -> str:

@@ -933,3 +933,57 @@ def test_cascades_from_a_table_that_is_not_captured_are_recorded(audit, backend)
     finally:
         if restore is not None:
             restore()
+
+
+def test_check_finds_no_drift_for_every_supported_type(audit, backend):
+    """A model tracking one column of every supported type checks clean against what the database reflects."""
+    from sqlalchemy import BigInteger, Boolean, Date, DateTime, LargeBinary, SmallInteger, Text
+
+    @track_table(
+        tracked_fields=[
+            "small",
+            "big",
+            "flag",
+            "label",
+            "body",
+            "tier",
+            "price",
+            "day",
+            "moment",
+            "token",
+        ]
+        + (["blob"] if backend != "sqlite" else [])
+    )
+    class Everything(audit.base):
+        __tablename__ = "everything"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        small: Mapped[int | None] = mapped_column(SmallInteger)
+        big: Mapped[int | None] = mapped_column(BigInteger)
+        flag: Mapped[bool | None] = mapped_column(Boolean)
+        label: Mapped[str | None] = mapped_column(String(30))
+        body: Mapped[str | None] = mapped_column(Text)
+        tier: Mapped[Tier | None] = mapped_column(SAEnum(Tier))
+        price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+        day: Mapped[date | None] = mapped_column(Date)
+        moment: Mapped[datetime | None] = mapped_column(DateTime)
+        token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+        blob: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    audit.create_tables()
+    assert check_triggers(audit.engine) == []
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_check_reports_a_tracked_column_retyped_in_the_database(audit, backend):
+    """A tracked column whose type a migration changed (integer to text) is reported, naming both types."""
+    simple_customer(audit.base)
+    audit.create_tables()
+    with audit.engine.begin() as connection:
+        if backend == "postgresql":
+            connection.exec_driver_sql("ALTER TABLE customers ALTER COLUMN score TYPE text")
+        else:
+            connection.exec_driver_sql("ALTER TABLE customers MODIFY score VARCHAR(20)")
+    problems = check_triggers(audit.engine)
+    assert [problem.kind for problem in problems] == ["column"]
+    assert "Customer.score is declared Integer()" in problems[0].message
+    assert "install_triggers()" in problems[0].message
