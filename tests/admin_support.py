@@ -123,6 +123,7 @@ class Admin:
     activity_url: str
     history_url: Callable[[str, str], str]
     object_url: Callable[[int], str]
+    app: Any = None
 
 
 def build_admin(
@@ -175,6 +176,7 @@ def _sqladmin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: int
         "/admin/sqlaudit/activity",
         lambda model, pk: f"/admin/sqlaudit/history/{model}/{pk}",
         lambda pk: f"/admin/customer/details/{pk}",
+        app,
     )
 
 
@@ -219,4 +221,5 @@ def _flask_admin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: 
         "/admin/sqlaudit/",
         lambda model, pk: f"/admin/sqlaudit/history/{model}/{pk}",
         lambda pk: f"/admin/customer/edit/?id={pk}",
+        app,
     )
