@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime, time
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -20,7 +20,20 @@ from sqlalchemy.orm import Session
 from sqlaudit import _codec, _registry
 from sqlaudit._events import ResourceEvent, ResourceState
 from sqlaudit.config import get_config
-from sqlaudit.contrib._render import attrs, esc, link, table, value_html
+from sqlaudit.contrib._parts import (
+    activity_form,
+    confirm_form,
+    conflicts,
+    dash,
+    day,
+    denied,
+    error,
+    none,
+    not_found,
+    notice,
+    pager,
+)
+from sqlaudit.contrib._render import esc, link, table, value_html
 from sqlaudit.exceptions import (
     ConfigurationError,
     FilterError,
@@ -37,9 +50,8 @@ from sqlaudit.history import (
     revert_transaction,
 )
 
-__all__ = ["OPERATIONS", "HistoryAdmin", "Links", "Screen"]
+__all__ = ["HistoryAdmin", "Links", "Screen", "SessionFactory"]
 
-OPERATIONS = ("insert", "update", "delete", "baseline")
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
@@ -200,7 +212,7 @@ class HistoryAdmin:
             >>> admin.activity({"user": "7"}, links, can_undo=False).title  # doctest: +SKIP
             'Activity'
         """
-        form = _activity_form(self, params)
+        form = activity_form(self, params)
         try:
             filters = self._filters(params)
             with self.session() as session:
@@ -212,16 +224,16 @@ class HistoryAdmin:
                 )
                 total = count_events(session=session, **filters)
         except SQLAuditError as exc:
-            return Screen("Activity", form + _error(exc), status=400)
+            return Screen("Activity", form + error(exc), status=400)
         kept = {k: v for k, v in params.items() if v and k not in ("cursor", "done")}
         rows = [
             self._event_row(event, links, can_undo=can_undo, show_object=True) for event in page
         ]
-        body = form + _notice(params)
+        body = form + notice(params)
         body += f'<p class="sqlaudit-total">{total:,} event{"" if total == 1 else "s"}</p>'
         headers = ["When", "Object", "Operation", "Who", "Why", "Changes", ""]
-        body += table(headers, rows, class_="table sqlaudit-events") if rows else _none()
-        body += _pager(lambda extra: links.activity({**kept, **extra}), params, page.next_cursor)
+        body += table(headers, rows, class_="table sqlaudit-events") if rows else none()
+        body += pager(lambda extra: links.activity({**kept, **extra}), params, page.next_cursor)
         return Screen("Activity", body)
 
     def history(
@@ -241,7 +253,7 @@ class HistoryAdmin:
         """
         tracked = self._model(model)
         if tracked is None:
-            return _not_found(model)
+            return not_found(model)
         title = f"{tracked.table_label} {resource_id}: history"
         zone = params.get("tz") or None
         try:
@@ -255,8 +267,8 @@ class HistoryAdmin:
                     time_zone=zone,
                 )
         except SQLAuditError as exc:
-            return Screen(title, _error(exc), status=400)
-        body = _notice(params)
+            return Screen(title, error(exc), status=400)
+        body = notice(params)
         own = links.obj(model, resource_id)
         nav = [link(links.activity({}), "All activity")]
         if own is not None:
@@ -266,9 +278,9 @@ class HistoryAdmin:
             self._event_row(event, links, can_undo=can_undo, show_object=False) for event in page
         ]
         headers = ["When", "Operation", "Who", "Why", "Changes", ""]
-        body += table(headers, rows, class_="table sqlaudit-events") if rows else _none()
+        body += table(headers, rows, class_="table sqlaudit-events") if rows else none()
         kept = {"tz": zone} if zone else {}
-        body += _pager(
+        body += pager(
             lambda extra: links.history(model, resource_id, {**kept, **extra}),
             params,
             page.next_cursor,
@@ -286,12 +298,12 @@ class HistoryAdmin:
         """
         tracked = self._model(model)
         if tracked is None:
-            return _not_found(model)
+            return not_found(model)
         title = f"{tracked.table_label} {resource_id} as of transaction {transaction_id}"
         try:
             state = self._state(tracked, resource_id, transaction_id)
         except SQLAuditError as exc:
-            return Screen(title, _error(exc), status=400)
+            return Screen(title, error(exc), status=400)
         when = state.timestamp.isoformat(sep=" ") if state.timestamp else "before its history"
         body = f'<p class="sqlaudit-status">Status: <strong>{esc(state.status)}</strong>'
         body += f" at {esc(when)}"
@@ -337,10 +349,10 @@ class HistoryAdmin:
         """
         tracked = self._model(model)
         if tracked is None:
-            return _not_found(model)
+            return not_found(model)
         title = f"Restore {tracked.table_label} {resource_id}"
         if not can_undo:
-            return _denied(title, "restore")
+            return denied(title, "restore")
         back = links.history(model, resource_id, {})
         if form is not None:
             overwrite = form.get("overwrite") == "1"
@@ -355,21 +367,21 @@ class HistoryAdmin:
                     )
                     session.commit()
             except RevertConflictError as exc:
-                return Screen(title, _conflicts(exc, overwrite_form=True), status=409)
+                return Screen(title, conflicts(exc, overwrite_form=True), status=409)
             except SQLAuditError as exc:
-                return Screen(title, _error(exc), status=400)
+                return Screen(title, error(exc), status=400)
             return Screen(title, redirect=links.history(model, resource_id, {"done": "restored"}))
         try:
             target = self._state(tracked, resource_id, transaction_id)
             now = self._state(tracked, resource_id, None)
         except SQLAuditError as exc:
-            return Screen(title, _error(exc), status=400)
+            return Screen(title, error(exc), status=400)
         if target.status == "absent":
             absent = HistoryError(
                 f"{tracked.model.__name__} {resource_id} did not exist yet after transaction "
                 f"{transaction_id}; pick a later event to restore to."
             )
-            return Screen(title, _error(absent), status=400)
+            return Screen(title, error(absent), status=400)
         body = f"<p>Restore {esc(tracked.table_label)} {esc(resource_id)} to its state just "
         body += f"after transaction <code>{esc(transaction_id)}</code>. This will:</p>"
         if target.status == "deleted" and now.status != "deleted":
@@ -392,7 +404,7 @@ class HistoryAdmin:
                 body += table(headers, rows, class_="table sqlaudit-plan")
             elif now.status != "deleted":
                 body += '<p class="sqlaudit-plan">change nothing: the values are the same.</p>'
-        body += _confirm_form(links.restore(model, resource_id, transaction_id), "Restore", back)
+        body += confirm_form(links.restore(model, resource_id, transaction_id), "Restore", back)
         return Screen(title, body)
 
     def revert(
@@ -414,7 +426,7 @@ class HistoryAdmin:
         """
         title = f"Revert transaction {transaction_id}"
         if not can_undo:
-            return _denied(title, "revert a transaction")
+            return denied(title, "revert a transaction")
         if form is not None:
             overwrite = form.get("overwrite") == "1"
             try:
@@ -422,21 +434,21 @@ class HistoryAdmin:
                     revert_transaction(session, transaction_id, overwrite=overwrite)
                     session.commit()
             except RevertConflictError as exc:
-                return Screen(title, _conflicts(exc, overwrite_form=True), status=409)
+                return Screen(title, conflicts(exc, overwrite_form=True), status=409)
             except SQLAuditError as exc:
-                return Screen(title, _error(exc), status=400)
+                return Screen(title, error(exc), status=400)
             return Screen(title, redirect=links.activity({"done": "reverted"}))
         try:
             with self.session() as session:
                 events = get_events(session=session, filter_transaction_ids=[transaction_id]).items
         except SQLAuditError as exc:
-            return Screen(title, _error(exc), status=400)
+            return Screen(title, error(exc), status=400)
         if not events:
             unknown = FilterError(
                 f"no change row has transaction id {transaction_id!r}; pick a transaction "
                 "from the Activity page."
             )
-            return Screen(title, _error(unknown), status=404)
+            return Screen(title, error(unknown), status=404)
         body = "<p>Undo everything this transaction did. This will:</p><ul class='sqlaudit-plan'>"
         for event in reversed(events):
             name = f"{event.table_label or event.table_name} {event.resource_id}"
@@ -452,7 +464,7 @@ class HistoryAdmin:
             body += table(["Field", "Now (after the transaction)", "Back to"], rows) + "</li>"
         body += "</ul>"
         back = links.activity({})
-        body += _confirm_form(links.revert(transaction_id), "Revert transaction", back)
+        body += confirm_form(links.revert(transaction_id), "Revert transaction", back)
         return Screen(title, body)
 
     # --- parts --------------------------------------------------------------------------
@@ -482,7 +494,7 @@ class HistoryAdmin:
             filters["filter_user_ids"] = params["user"].strip()
         if params.get("operation"):
             filters["filter_operations"] = params["operation"]
-        since, until = _day(params, "since"), _day(params, "until")
+        since, until = day(params, "since"), day(params, "until")
         if since or until:
             filters["filter_date_range"] = (
                 datetime.combine(since, time.min) if since else None,
@@ -530,163 +542,9 @@ class HistoryAdmin:
         row += [
             f'<span class="sqlaudit-op sqlaudit-op-{esc(event.operation)}">'
             f"{esc(event.operation)}</span>",
-            esc(event.changed_by) if event.changed_by is not None else _dash(),
-            esc(event.reason) if event.reason else _dash(),
+            esc(event.changed_by) if event.changed_by is not None else dash(),
+            esc(event.reason) if event.reason else dash(),
             changes,
             "<br>".join(actions),
         ]
         return row
-
-
-# --- small parts ------------------------------------------------------------------------
-
-
-def _day(params: Mapping[str, str], name: str) -> date | None:
-    text = (params.get(name) or "").strip()
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise FilterError(
-            f"the {name!r} filter takes a date as YYYY-MM-DD, not {text!r}."
-        ) from None
-
-
-_INPUT = "form-control form-control-sm d-inline-block w-auto"
-_SELECT = "form-select form-select-sm d-inline-block w-auto"
-
-
-def _activity_form(admin: HistoryAdmin, params: Mapping[str, str]) -> str:
-    def option(value: str, text: str, chosen: str) -> str:
-        selected = " selected" if value == chosen else ""
-        return f"<option{attrs(value=value)}{selected}>{esc(text)}</option>"
-
-    models = option("", "All models", params.get("model", ""))
-    models += "".join(
-        option(key, tracked.table_label, params.get("model", ""))
-        for key, tracked in admin.models.items()
-    )
-    operations = option("", "Any operation", params.get("operation", ""))
-    operations += "".join(option(op, op, params.get("operation", "")) for op in OPERATIONS)
-
-    def field(label: str, control: str) -> str:
-        return f'<label class="me-2">{esc(label)} {control}</label>'
-
-    def text_input(name: str, kind: str) -> str:
-        value = params.get(name, "")
-        return f"<input{attrs(type=kind, name=name, id=f'sqlaudit-{name}', value=value)}" + (
-            f"{attrs(class_=_INPUT)}>"
-        )
-
-    def select(name: str, options: str) -> str:
-        return (
-            f"<select{attrs(name=name, id=f'sqlaudit-{name}', class_=_SELECT)}>{options}</select>"
-        )
-
-    parts = [
-        field("User", text_input("user", "text")),
-        field("Model", select("model", models)),
-        field("Operation", select("operation", operations)),
-        field("From", text_input("since", "date")),
-        field("To", text_input("until", "date")),
-        f"<input{attrs(type='hidden', name='tz', id='sqlaudit-tz', value=params.get('tz', ''))}>",
-        '<button type="submit" id="sqlaudit-filter" class="btn btn-sm btn-primary">Filter</button>',
-    ]
-    # The dates are read in the viewer's time zone: the browser fills it in.
-    script = (
-        "<script>(function(){var tz=document.getElementById('sqlaudit-tz');"
-        "if(tz&&!tz.value){try{tz.value=Intl.DateTimeFormat().resolvedOptions().timeZone;}"
-        "catch(e){}}})();</script>"
-    )
-    zone = params.get("tz") or ""
-    shown = f" (dates in {esc(zone)})" if zone else ""
-    return (
-        f'<form method="get" class="sqlaudit-filters mb-3">{"".join(parts)}{shown}</form>{script}'
-    )
-
-
-def _pager(
-    url: Callable[[dict[str, str]], str], params: Mapping[str, str], cursor: str | None
-) -> str:
-    parts = []
-    if params.get("cursor"):
-        parts.append(link(url({}), "« Newest", class_="btn btn-sm btn-secondary sqlaudit-newest"))
-    if cursor:
-        parts.append(
-            link(
-                url({"cursor": cursor}), "Older »", class_="btn btn-sm btn-secondary sqlaudit-older"
-            )
-        )
-    return f'<p class="sqlaudit-pager">{" ".join(parts)}</p>' if parts else ""
-
-
-def _confirm_form(action: str, label: str, back: str, *, overwrite: bool = False) -> str:
-    hidden = '<input type="hidden" name="overwrite" value="1">' if overwrite else ""
-    hidden += '<input type="hidden" name="confirm" value="1">'
-    return (
-        f'<form method="post"{attrs(action=action)} class="sqlaudit-confirm">{hidden}'
-        f'<button type="submit" class="btn btn-danger" id="sqlaudit-confirm">{esc(label)}</button> '
-        f"{link(back, 'Cancel', class_='btn btn-secondary')}</form>"
-    )
-
-
-def _conflicts(exc: RevertConflictError, *, overwrite_form: bool) -> str:
-    rows = [
-        [
-            esc(f"{c.model} {c.resource_id}"),
-            esc(c.field),
-            value_html(c.expected),
-            value_html(c.actual),
-            esc(c.transaction_id) if c.transaction_id else "a write with no history",
-        ]
-        for c in exc.conflicts
-    ]
-    body = '<div class="alert alert-warning sqlaudit-conflict">Nothing was changed: later '
-    body += "changes touch the same fields.</div>"
-    body += table(["Object", "Field", "Expected", "Found", "Changed by"], rows)
-    if overwrite_form:
-        body += '<form method="post" class="sqlaudit-confirm">'
-        body += '<input type="hidden" name="overwrite" value="1">'
-        body += '<input type="hidden" name="confirm" value="1">'
-        body += '<button type="submit" class="btn btn-danger">Overwrite them anyway</button></form>'
-    return body
-
-
-def _error(exc: Exception) -> str:
-    return f'<div class="alert alert-danger sqlaudit-error">{esc(exc)}</div>'
-
-
-def _notice(params: Mapping[str, str]) -> str:
-    done = params.get("done")
-    text = {"restored": "Restored.", "reverted": "Transaction reverted."}.get(done or "")
-    return f'<div class="alert alert-success sqlaudit-done">{text}</div>' if text else ""
-
-
-def _none() -> str:
-    return '<p class="sqlaudit-none">No events.</p>'
-
-
-def _dash() -> str:
-    return '<span class="text-muted">&mdash;</span>'
-
-
-def _not_found(model: str) -> Screen:
-    return Screen(
-        "Not found",
-        _error(
-            UntrackedModelError(
-                f"{model!r} is not one of the models whose history this admin shows."
-            )
-        ),
-        status=404,
-    )
-
-
-def _denied(title: str, what: str) -> Screen:
-    return Screen(
-        title,
-        f'<div class="alert alert-danger sqlaudit-denied">You are not allowed to {esc(what)}.'
-        "</div>",
-        status=403,
-    )
