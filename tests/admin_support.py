@@ -119,7 +119,7 @@ class Admin:
 
     framework: str
     get: Callable[[str], Reply]
-    post: Callable[[str, dict[str, str]], Reply]
+    post: Callable[..., Reply]
     activity_url: str
     history_url: Callable[[str, str], str]
     object_url: Callable[[int], str]
@@ -165,8 +165,8 @@ def _sqladmin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: int
         response = client.get(url, follow_redirects=False)
         return Reply(response.status_code, response.text, response.headers.get("location"))
 
-    def post(url: str, data: dict[str, str]) -> Reply:
-        response = client.post(url, data=data, follow_redirects=False)
+    def post(url: str, data: dict[str, str], headers: dict[str, str] | None = None) -> Reply:
+        response = client.post(url, data=data, headers=headers, follow_redirects=False)
         return Reply(response.status_code, response.text, response.headers.get("location"))
 
     return Admin(
@@ -210,8 +210,8 @@ def _flask_admin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: 
         response = client.get(url)
         return Reply(response.status_code, response.get_data(as_text=True), response.location)
 
-    def post(url: str, data: dict[str, str]) -> Reply:
-        response = client.post(url, data=data)
+    def post(url: str, data: dict[str, str], headers: dict[str, str] | None = None) -> Reply:
+        response = client.post(url, data=data, headers=headers)
         return Reply(response.status_code, response.get_data(as_text=True), response.location)
 
     return Admin(

@@ -274,6 +274,23 @@ def test_revert_with_later_changes_shows_the_conflicts_then_overwrites_on_reques
         assert session.get(customer, 1).name == "Ada"
 
 
+def test_a_form_posted_from_another_site_is_refused(world, audit):
+    """A restore or revert posted from another site's page (its Origin) is a 403; nothing changes."""
+    admin, customer = world["admin"], world["customer"]
+    host = "testserver" if admin.framework == "sqladmin" else "localhost"
+    restore = f"/admin/sqlaudit/restore/customers/1/{world['tx'][3]}"
+    revert = f"/admin/sqlaudit/revert/{world['tx'][0]}"
+    for headers in ({"Origin": "https://evil.example"}, {"Referer": "https://evil.example/x"}):
+        for url in (restore, revert):
+            reply = admin.post(url, {"confirm": "1"}, headers)
+            assert reply.status == 403, (url, headers)
+            assert "posted by another site" in reply.text
+    assert len(get_resource_events(customer, 1)) == 4
+    done = admin.post(revert, {"confirm": "1"}, {"Origin": f"http://{host}"})
+    assert done.status == 303
+    assert get_resource_events(customer, 1)[0].reason == "revert"
+
+
 def test_revert_of_an_unknown_transaction_is_a_404(world):
     """A transaction id with no change rows answers 404 with the reason."""
     reply = world["admin"].get("/admin/sqlaudit/revert/00000000-0000-0000-0000-000000000000")

@@ -12,6 +12,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlaudit import track_table
+from sqlaudit.contrib._parts import same_origin
 from sqlaudit.contrib._render import FOLD_AT, attrs, link, value_html
 from sqlaudit.contrib._screens import HistoryAdmin
 from sqlaudit.exceptions import ConfigurationError, UntrackedModelError
@@ -129,3 +130,21 @@ def test_attributes_and_links_escape_quotes():
     """An address or text with quotes cannot break out of its attribute."""
     assert attrs(href='/x?a="><script>') == ' href="/x?a=&quot;&gt;&lt;script&gt;"'
     assert link("/a", "<i>") == '<a href="/a">&lt;i&gt;</a>'
+
+
+@pytest.mark.parametrize(
+    ("origin", "referer", "host", "same"),
+    [
+        ("https://admin.example", None, "admin.example", True),
+        ("https://admin.example:8443", None, "admin.example:8443", True),
+        ("https://evil.example", None, "admin.example", False),
+        ("https://evil.example", "https://admin.example/a", "admin.example", False),
+        (None, "https://evil.example/a", "admin.example", False),
+        (None, "https://admin.example/admin/", "Admin.Example", True),
+        ("null", None, "admin.example", False),
+        (None, None, "admin.example", True),
+    ],
+)
+def test_same_origin_reads_origin_then_referer(origin, referer, host, same):
+    """Origin decides, else Referer; an opaque origin is refused; no header at all is allowed."""
+    assert same_origin(origin, referer, host) is same

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import date
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from sqlaudit.contrib._render import attrs, esc, link, table, value_html
 from sqlaudit.exceptions import FilterError, RevertConflictError, UntrackedModelError
@@ -28,9 +29,29 @@ __all__ = [
     "not_found",
     "notice",
     "pager",
+    "same_origin",
 ]
 
 OPERATIONS = ("insert", "update", "delete", "baseline")
+
+
+def same_origin(origin: str | None, referer: str | None, host: str | None) -> bool:
+    """Return whether a POST came from a page of this site, by its Origin (else Referer) header.
+
+    A browser sends ``Origin`` with every cross-site POST; a request that carries
+    neither header (a script, a test client) is taken as same-site. This refuses a
+    restore or revert posted from another site's page with the admin's cookies.
+
+    Example:
+        >>> same_origin("https://evil.example", None, "admin.example")
+        False
+        >>> same_origin(None, "https://admin.example/admin/x", "admin.example")
+        True
+    """
+    source = origin if origin and origin != "null" else referer
+    if not source:
+        return origin != "null"
+    return urlsplit(source).netloc.lower() == (host or "").lower()
 
 
 def day(params: Mapping[str, str], name: str) -> date | None:

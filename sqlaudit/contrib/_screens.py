@@ -337,8 +337,11 @@ class HistoryAdmin:
         *,
         can_undo: bool,
         form: Mapping[str, str] | None = None,
+        same_origin: bool = True,
     ) -> Screen:
         """Return the restore confirmation (``form`` is ``None``) or restore and redirect.
+
+        A form posted from another site (``same_origin=False``) is refused (403).
 
         The confirmation lists every field that will change (now -> after the restore).
         The restore writes audited rows (``reason="restore"``) and commits.
@@ -353,6 +356,8 @@ class HistoryAdmin:
         title = f"Restore {tracked.table_label} {resource_id}"
         if not can_undo:
             return denied(title, "restore")
+        if form is not None and not same_origin:
+            return denied(title, "restore from a form posted by another site")
         back = links.history(model, resource_id, {})
         if form is not None:
             overwrite = form.get("overwrite") == "1"
@@ -414,8 +419,11 @@ class HistoryAdmin:
         *,
         can_undo: bool,
         form: Mapping[str, str] | None = None,
+        same_origin: bool = True,
     ) -> Screen:
         """Return the revert confirmation (``form`` is ``None``) or revert and redirect.
+
+        A form posted from another site (``same_origin=False``) is refused (403).
 
         The confirmation lists every object and field the transaction changed and the
         value each goes back to. The revert writes audited rows (``reason="revert"``).
@@ -427,6 +435,8 @@ class HistoryAdmin:
         title = f"Revert transaction {transaction_id}"
         if not can_undo:
             return denied(title, "revert a transaction")
+        if form is not None and not same_origin:
+            return denied(title, "revert from a form posted by another site")
         if form is not None:
             overwrite = form.get("overwrite") == "1"
             try:

@@ -36,6 +36,7 @@ from jinja2 import ChoiceLoader, PackageLoader
 from markupsafe import Markup
 
 from sqlaudit import _registry
+from sqlaudit.contrib._parts import same_origin
 from sqlaudit.contrib._screens import HistoryAdmin, Screen, SessionFactory
 
 __all__ = ["HistoryMixin", "HistoryView", "add_history_views"]
@@ -177,6 +178,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
         return page, screen.status
 
     @staticmethod
+    def _same_origin() -> bool:
+        headers = request.headers
+        return same_origin(headers.get("Origin"), headers.get("Referer"), headers.get("Host"))
+
+    @staticmethod
     def _form() -> dict[str, str] | None:
         return dict(request.form) if request.method == "POST" else None
 
@@ -214,6 +220,7 @@ class HistoryView(BaseView):  # type: ignore[misc]
             _Links(self.admin),
             can_undo=self._allowed(),
             form=self._form(),
+            same_origin=self._same_origin(),
         )
         return self._show(screen)
 
@@ -221,7 +228,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
     def revert(self, transaction_id: str) -> Any:
         """Show the revert confirmation (GET), or revert (POST)."""
         screen = self.history_admin.revert(
-            transaction_id, _Links(self.admin), can_undo=self._allowed(), form=self._form()
+            transaction_id,
+            _Links(self.admin),
+            can_undo=self._allowed(),
+            form=self._form(),
+            same_origin=self._same_origin(),
         )
         return self._show(screen)
 

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from sqlaudit import _registry
+from sqlaudit.contrib._parts import same_origin
 from sqlaudit.contrib._screens import HistoryAdmin, Screen, SessionFactory
 from sqlaudit.exceptions import ConfigurationError
 
@@ -232,6 +233,7 @@ class _HistoryView(BaseView):
             self._links(request),
             can_undo=self._allowed(request),
             form=form,
+            same_origin=_same_origin(request),
         )
         return await self._show(request, screen)
 
@@ -247,8 +249,14 @@ class _HistoryView(BaseView):
             self._links(request),
             can_undo=self._allowed(request),
             form=form,
+            same_origin=_same_origin(request),
         )
         return await self._show(request, screen)
+
+
+def _same_origin(request: Request) -> bool:
+    headers = request.headers
+    return same_origin(headers.get("origin"), headers.get("referer"), headers.get("host"))
 
 
 async def _form(request: Request) -> dict[str, str] | None:
