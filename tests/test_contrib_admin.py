@@ -64,7 +64,7 @@ def follow(admin: Any, url: str) -> list[Reply]:
 
 def objects(reply: Reply) -> list[str]:
     """Return the objects the activity rows name, in page order."""
-    return re.findall(r'sqlaudit/history/\w+/\d+">([^<]+)</a>', reply.page())
+    return re.findall(r'sqlaudit/history/\w+/\d+[^"]*"[^>]*>([^<]+)</a>', reply.page())
 
 
 def test_activity_lists_every_event_once_through_the_pages(world):
@@ -142,6 +142,9 @@ def test_activity_shows_times_in_the_viewers_zone(world):
     admin = world["admin"]
     assert "2026-01-06 12:30:00" in admin.get(f"{admin.activity_url}?tz=Pacific/Auckland").text
     assert "2026-01-05 23:30:00" in admin.get(f"{admin.activity_url}?tz=UTC").text
+    history = admin.get(f"{admin.activity_url}?tz=Pacific/Auckland").links("sqlaudit-object")[0]
+    assert re.search(r"tz=Pacific(%2F|/)Auckland", history)
+    assert "2026-01-06 12:30:00" in admin.get(history).text
 
 
 def test_history_page_shows_events_newest_first_with_diffs(world):

@@ -226,8 +226,10 @@ class HistoryAdmin:
         except SQLAuditError as exc:
             return Screen("Activity", form + error(exc), status=400)
         kept = {k: v for k, v in params.items() if v and k not in ("cursor", "done")}
+        zone = params.get("tz") or None
         rows = [
-            self._event_row(event, links, can_undo=can_undo, show_object=True) for event in page
+            self._event_row(event, links, can_undo=can_undo, show_object=True, zone=zone)
+            for event in page
         ]
         body = form + notice(params)
         body += f'<p class="sqlaudit-total">{total:,} event{"" if total == 1 else "s"}</p>'
@@ -275,7 +277,8 @@ class HistoryAdmin:
             nav.insert(0, link(own, f"{tracked.table_label} {resource_id}"))
         body += f'<p class="sqlaudit-nav">{" · ".join(nav)}</p>'
         rows = [
-            self._event_row(event, links, can_undo=can_undo, show_object=False) for event in page
+            self._event_row(event, links, can_undo=can_undo, show_object=False, zone=zone)
+            for event in page
         ]
         headers = ["When", "Operation", "Who", "Why", "Changes", ""]
         body += table(headers, rows, class_="table sqlaudit-events") if rows else none()
@@ -513,7 +516,13 @@ class HistoryAdmin:
         return filters
 
     def _event_row(
-        self, event: ResourceEvent, links: Links, *, can_undo: bool, show_object: bool
+        self,
+        event: ResourceEvent,
+        links: Links,
+        *,
+        can_undo: bool,
+        show_object: bool,
+        zone: str | None,
     ) -> list[str]:
         model = event.table_name
         when = f'<time datetime="{esc(event.timestamp.isoformat())}">'
@@ -548,7 +557,10 @@ class HistoryAdmin:
         row = [when]
         if show_object:
             name = f"{self.model_label(model)} {event.resource_id}"
-            row.append(link(links.history(model, event.resource_id, {}), name))
+            kept = {"tz": zone} if zone else {}
+            row.append(
+                link(links.history(model, event.resource_id, kept), name, class_="sqlaudit-object")
+            )
         row += [
             f'<span class="sqlaudit-op sqlaudit-op-{esc(event.operation)}">'
             f"{esc(event.operation)}</span>",

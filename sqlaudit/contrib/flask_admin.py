@@ -160,7 +160,13 @@ class HistoryView(BaseView):  # type: ignore[misc]
         self.can_undo = can_undo
 
     def create_blueprint(self, admin: Admin) -> Blueprint:
-        """Create the view's blueprint, able to find sqlaudit's templates."""
+        """Create the view's blueprint, able to find sqlaudit's templates.
+
+        Flask-Admin calls it when the view is added.
+
+        Example:
+            >>> admin.add_view(view)  # calls view.create_blueprint(admin)  # doctest: +SKIP
+        """
         return _with_templates(super().create_blueprint(admin))
 
     def _allowed(self) -> bool:
@@ -188,7 +194,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
 
     @_expose("/")
     def index(self) -> Any:
-        """Show the Activity page."""
+        """Show the Activity page.
+
+        Example:
+            >>> client.get("/admin/sqlaudit/?user=7&tz=Europe/Kyiv")  # doctest: +SKIP
+        """
         screen = self.history_admin.activity(
             dict(request.args), _Links(self.admin), can_undo=self._allowed()
         )
@@ -196,7 +206,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
 
     @_expose("/history/<model>/<resource_id>")
     def history(self, model: str, resource_id: str) -> Any:
-        """Show one object's History page."""
+        """Show one object's History page.
+
+        Example:
+            >>> client.get("/admin/sqlaudit/history/customers/2")  # doctest: +SKIP
+        """
         screen = self.history_admin.history(
             model, resource_id, dict(request.args), _Links(self.admin), can_undo=self._allowed()
         )
@@ -204,7 +218,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
 
     @_expose("/state/<model>/<resource_id>/<transaction_id>")
     def state(self, model: str, resource_id: str, transaction_id: str) -> Any:
-        """Show an object as it was just after a transaction."""
+        """Show an object as it was just after a transaction.
+
+        Example:
+            >>> client.get(f"/admin/sqlaudit/state/customers/2/{tx}")  # doctest: +SKIP
+        """
         screen = self.history_admin.state(
             model, resource_id, transaction_id, _Links(self.admin), can_undo=self._allowed()
         )
@@ -212,7 +230,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
 
     @_expose("/restore/<model>/<resource_id>/<transaction_id>", ("GET", "POST"))
     def restore(self, model: str, resource_id: str, transaction_id: str) -> Any:
-        """Show the restore confirmation (GET), or restore (POST)."""
+        """Show the restore confirmation (GET), or restore (POST).
+
+        Example:
+            >>> client.post(f"/admin/sqlaudit/restore/customers/2/{tx}")  # doctest: +SKIP
+        """
         screen = self.history_admin.restore(
             model,
             resource_id,
@@ -226,7 +248,11 @@ class HistoryView(BaseView):  # type: ignore[misc]
 
     @_expose("/revert/<transaction_id>", ("GET", "POST"))
     def revert(self, transaction_id: str) -> Any:
-        """Show the revert confirmation (GET), or revert (POST)."""
+        """Show the revert confirmation (GET), or revert (POST).
+
+        Example:
+            >>> client.post(f"/admin/sqlaudit/revert/{tx}")  # doctest: +SKIP
+        """
         screen = self.history_admin.revert(
             transaction_id,
             _Links(self.admin),
@@ -253,7 +279,13 @@ class HistoryMixin:
     model: Any
 
     def create_blueprint(self, admin: Admin) -> Blueprint:
-        """Create the view's blueprint, able to find sqlaudit's templates."""
+        """Create the view's blueprint, able to find sqlaudit's templates.
+
+        Flask-Admin calls it when the view is added.
+
+        Example:
+            >>> admin.add_view(view)  # calls view.create_blueprint(admin)  # doctest: +SKIP
+        """
         return _with_templates(super().create_blueprint(admin))  # type: ignore[misc]
 
     def sqlaudit_history_url(self, obj: Any) -> str:

@@ -280,7 +280,11 @@ class HistoryMixin:
 
     @action("sqlaudit-history", label="History", add_in_detail=True, add_in_list=False)
     async def sqlaudit_history_action(self, request: Request) -> Response:
-        """Redirect to the History page of the object the button was pressed on."""
+        """Redirect to the History page of the object the button was pressed on.
+
+        Example:
+            >>> client.get("/admin/customer/action/sqlaudit-history?pks=2")  # doctest: +SKIP
+        """
         pk = request.query_params.get("pks", "").split(",")[0]
         table = _table_of(self.model)
         if table is None or not pk:
