@@ -357,3 +357,33 @@ def test_no_permission_callback_means_nobody_may_undo(audit, framework):
     transactions = seed(audit, customer, order)
     admin = build_admin(framework, audit, [customer, order], can_undo=None)
     assert admin.post(f"/admin/sqlaudit/revert/{transactions[0]}", {"confirm": "1"}).status == 403
+
+
+def test_sqladmin_on_an_async_engine(audit, target):
+    """An SQLAdmin on an async engine gets the same pages (they read and write with a sync Session)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqladmin import Admin, ModelView
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from sqlaudit.contrib.sqladmin import HistoryMixin, add_history_views
+
+    customer, order = declare_models(audit.base)
+    audit.create_tables()
+    transactions = seed(audit, customer, order)
+    app = FastAPI()
+    admin = Admin(app, create_async_engine(target.async_url(audit.engine), poolclass=NullPool))
+
+    class CustomerAdmin(HistoryMixin, ModelView, model=customer):
+        column_list = ("id", "name")
+
+    admin.add_view(CustomerAdmin)
+    add_history_views(admin, models=[customer, order], can_undo=lambda request: True)
+    client = TestClient(app)
+    assert "sqlaudit-history" in client.get("/admin/customer/details/1").text
+    assert "Client 1: history" in client.get("/admin/sqlaudit/history/customers/1").text
+    reply = client.post(f"/admin/sqlaudit/revert/{transactions[0]}", follow_redirects=False)
+    assert reply.status_code == 303
+    with audit.Session() as session:
+        assert session.get(customer, 1).email == "ada@example.com"
