@@ -387,3 +387,44 @@ def test_sqladmin_on_an_async_engine(audit, target):
     assert reply.status_code == 303
     with audit.Session() as session:
         assert session.get(customer, 1).email == "ada@example.com"
+
+
+def test_restore_adds_a_deleted_object_back_and_revert_of_an_insert_deletes(world, audit):
+    """The plans say "add the object back" and "delete"; confirming does exactly that, audited."""
+    admin, customer, order = world["admin"], world["customer"], world["order"]
+    insert = world["tx"][3]
+    with audit.Session() as session:
+        session.delete(session.get(customer, 2))
+        session.commit()
+    plan = admin.get(f"/admin/sqlaudit/restore/customers/2/{insert}")
+    assert plan.status == 200
+    assert "add the object back" in plan.page()
+    assert (
+        admin.post(f"/admin/sqlaudit/restore/customers/2/{insert}", {"confirm": "1"}).status == 303
+    )
+    with audit.Session() as session:
+        assert session.get(customer, 2).name == "Bob"
+    history = admin.get(admin.history_url("customers", "2")).page()
+    assert "sqlaudit-op-delete" in history and "restore" in history
+
+    with audit.Session() as session:
+        session.get(order, 9).status = "paid"
+        session.commit()
+    paid = get_resource_events(order, 9)[0].transaction_id
+    plan = admin.get(f"/admin/sqlaudit/restore/orders/9/{paid}")
+    assert "change nothing" in plan.page()
+    with audit.Session() as session:
+        session.add(order(id=10, status="new"))
+        session.commit()
+    created = get_resource_events(order, 10)[0].transaction_id
+    plan = admin.get(f"/admin/sqlaudit/revert/{created}")
+    assert "<strong>delete</strong> Order 10" in plan.page()
+    assert admin.post(f"/admin/sqlaudit/revert/{created}", {"confirm": "1"}).status == 303
+    with audit.Session() as session:
+        assert session.get(order, 10) is None
+    deleted = admin.get(admin.history_url("orders", "10")).page()
+    assert "sqlaudit-op-delete" in deleted
+    plan = admin.get(
+        f"/admin/sqlaudit/restore/orders/10/{get_resource_events(order, 10)[0].transaction_id}"
+    )
+    assert plan.status == 200  # restoring to the deleted state of a deleted row: nothing to do
