@@ -180,6 +180,9 @@ def test_history_page_links_the_object_and_answers_404_for_an_unknown_model(worl
     missing = admin.get(admin.history_url("planets", "1"))
     assert missing.status == 404
     assert "planets" in missing.text
+    unknown = admin.get(admin.history_url("customers", "%3Cb%3E"))  # "<b>": no history
+    assert unknown.status == 200
+    assert "No events." in unknown.text and "Client &lt;b&gt;: history" in unknown.text
 
 
 def test_object_page_links_its_history(world):
