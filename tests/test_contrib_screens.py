@@ -148,3 +148,39 @@ def test_attributes_and_links_escape_quotes():
 def test_same_origin_reads_origin_then_referer(origin, referer, host, same):
     """Origin decides, else Referer; an opaque origin is refused; no header at all is allowed."""
     assert same_origin(origin, referer, host) is same
+
+
+def test_sqladmin_views_are_added_once(base):
+    """A second add_history_views() on one SQLAdmin raises, saying to list every model in one call."""
+    from fastapi import FastAPI
+    from sqladmin import Admin
+    from sqlalchemy import create_engine
+
+    from sqlaudit.contrib.sqladmin import add_history_views
+
+    customer = customer_model(base)
+    engine = create_engine("sqlite://")
+    try:
+        admin = Admin(FastAPI(), engine)
+        add_history_views(admin, models=[customer])
+        with pytest.raises(ConfigurationError, match=r"already called on this Admin"):
+            add_history_views(admin, models=[customer])
+    finally:
+        engine.dispose()
+
+
+def test_flask_admin_refuses_an_untracked_model(base):
+    """Flask-Admin's add_history_views() checks its models before adding anything."""
+    from flask import Flask
+    from flask_admin import Admin
+
+    from sqlaudit.contrib.flask_admin import add_history_views
+
+    class Plain(base):
+        __tablename__ = "plain"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    admin = Admin(Flask(__name__))
+    with pytest.raises(UntrackedModelError, match=r"Plain is not tracked"):
+        add_history_views(admin, models=[Plain])
+    assert [view.endpoint for view in admin._views] == ["admin"]
