@@ -134,14 +134,21 @@ def build_admin(
     can_undo: Callable[[Any], bool] | None,
     page_size: int = 20,
     field_labels: dict[type[Any], dict[str, str]] | None = None,
+    user_label: Callable[[str], str] | None = None,
 ) -> Admin:
     """Build the framework's admin on the audit's engine, with a History button on Customer."""
+    options = {
+        "can_undo": can_undo,
+        "page_size": page_size,
+        "field_labels": field_labels,
+        "user_label": user_label,
+    }
     if framework == "sqladmin":
-        return _sqladmin(audit, models, can_undo, page_size, field_labels)
-    return _flask_admin(audit, models, can_undo, page_size, field_labels)
+        return _sqladmin(audit, models, options)
+    return _flask_admin(audit, models, options)
 
 
-def _sqladmin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: int, labels: Any):
+def _sqladmin(audit: Any, models: list[type[Any]], options: dict[str, Any]) -> Admin:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
     from sqladmin import Admin as SQLAdmin
@@ -156,9 +163,7 @@ def _sqladmin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: int
         column_list = ("id", "name")
 
     admin.add_view(CustomerAdmin)
-    add_history_views(
-        admin, models=models, can_undo=can_undo, page_size=page_size, field_labels=labels
-    )
+    add_history_views(admin, models=models, **options)
     client = TestClient(app)
 
     def get(url: str) -> Reply:
@@ -180,7 +185,7 @@ def _sqladmin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: int
     )
 
 
-def _flask_admin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: int, labels: Any):
+def _flask_admin(audit: Any, models: list[type[Any]], options: dict[str, Any]) -> Admin:
     from flask import Flask
     from flask_admin import Admin as FlaskAdmin
     from flask_admin.contrib.sqla import ModelView
@@ -201,9 +206,7 @@ def _flask_admin(audit: Any, models: list[type[Any]], can_undo: Any, page_size: 
         # Flask-Admin 2 prefers a Flask-SQLAlchemy object; a plain Session still works.
         warnings.simplefilter("ignore", DeprecationWarning)
         admin.add_view(CustomerAdmin(models[0], scoped))
-    add_history_views(
-        admin, models=models, can_undo=can_undo, page_size=page_size, field_labels=labels
-    )
+    add_history_views(admin, models=models, **options)
     client = app.test_client()
 
     def get(url: str) -> Reply:

@@ -49,6 +49,7 @@ def world(audit: Any, framework: str) -> dict[str, Any]:
         can_undo=lambda request: True,
         page_size=2,
         field_labels={customer: LABELS},
+        user_label=lambda user_id: f"User <{user_id}>",
     )
     return {"customer": customer, "order": order, "tx": transactions, "admin": admin}
 
@@ -161,6 +162,7 @@ def test_history_page_shows_events_newest_first_with_diffs(world):
     assert f"{len(LONG_NOTE):,} characters" in page
     assert '<pre class="sqlaudit-json">' in page and "&quot;theme&quot;: &quot;dark&quot;" in page
     assert "1,024 bytes" in page
+    assert "User &lt;3&gt;" in page and "User &lt;1&gt;" in page  # who, by user_label
     assert len(reply.links("sqlaudit-state-link")) == 2
     assert reply.links("sqlaudit-older")
     rest = follow(admin, reply.links("sqlaudit-older")[0])

@@ -100,6 +100,8 @@ class HistoryAdmin:
         field_labels: ``{Model: {"field": "Label"}}``: how fields are named on the pages
             (default: the field name); model names come from ``table_label``.
         page_size: Events per page.
+        user_label: ``(changed_by) -> str``: how a user id is shown (a name, say);
+            default: the id itself.
         session_factory: Opens the Session to read and write with (a ``sessionmaker``
             works); default: the one in the sqlaudit config.
 
@@ -122,6 +124,7 @@ class HistoryAdmin:
         field_labels: Mapping[type[Any], Mapping[str, str]] | None = None,
         page_size: int = 20,
         session_factory: SessionFactory | None = None,
+        user_label: Callable[[str], str] | None = None,
     ) -> None:
         self.models: dict[str, _registry.TrackedModel] = {}
         for model in models:
@@ -163,6 +166,7 @@ class HistoryAdmin:
             raise ConfigurationError(f"page_size must be a positive int, not {page_size!r}.")
         self.page_size = page_size
         self._session_factory = session_factory
+        self._user_label = user_label
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -174,6 +178,15 @@ class HistoryAdmin:
             'name'
         """
         return self.labels.get(model, {}).get(field, field)
+
+    def user(self, changed_by: str) -> str:
+        """Return how a user id is shown: ``user_label(changed_by)``, else the id.
+
+        Example:
+            >>> admin.user("7")  # doctest: +SKIP
+            'Ada (7)'
+        """
+        return str(self._user_label(changed_by)) if self._user_label is not None else changed_by
 
     def model_label(self, model: str) -> str:
         """Return a model's ``table_label``.
@@ -564,7 +577,7 @@ class HistoryAdmin:
         row += [
             f'<span class="sqlaudit-op sqlaudit-op-{esc(event.operation)}">'
             f"{esc(event.operation)}</span>",
-            esc(event.changed_by) if event.changed_by is not None else dash(),
+            esc(self.user(event.changed_by)) if event.changed_by is not None else dash(),
             esc(event.reason) if event.reason else dash(),
             changes,
             "<br>".join(actions),

@@ -59,6 +59,7 @@ def add_history_views(
     can_undo: Permission | None = None,
     page_size: int = 20,
     session_factory: SessionFactory | None = None,
+    user_label: Callable[[str], str] | None = None,
     name: str = "Activity",
 ) -> HistoryView:
     """Add the Activity page (in the menu) and the history pages to a Flask-Admin ``Admin``.
@@ -71,6 +72,8 @@ def add_history_views(
         can_undo: ``(request) -> bool``: may this request restore and revert? ``None``:
             nobody may (the buttons are hidden and the actions answer 403).
         page_size: Events per page.
+        user_label: ``(changed_by) -> str``: how a user id is shown (a name, say);
+            default: the id itself.
         session_factory: Opens the Session to use; default: the sqlaudit config's.
         name: The menu entry's name.
 
@@ -86,7 +89,11 @@ def add_history_views(
         ...                   can_undo=lambda request: True)  # doctest: +SKIP
     """
     history = HistoryAdmin(
-        models, field_labels=field_labels, page_size=page_size, session_factory=session_factory
+        models,
+        field_labels=field_labels,
+        page_size=page_size,
+        session_factory=session_factory,
+        user_label=user_label,
     )
     view = HistoryView(history, can_undo=can_undo, name=name)
     admin.add_view(view)
