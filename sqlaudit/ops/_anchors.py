@@ -1,0 +1,568 @@
+"""Tamper evidence: anchors that chain digests of the change rows, and their check.
+
+Nothing is added to the write path: change rows stay exactly as session capture
+and the database triggers write them. :func:`anchor_changes`, run from time to
+time (a cron job, ``sqlaudit verify --anchor``), reads the rows written since the
+last anchor in blocks (``block_size`` rows, in id order) and stores, per block, one
+row in ``<change table>_anchors``: the ids and a digest of each row (SHA-256 of
+every stored column, 128 bits kept), the block's digest, and a chain value,
+``SHA-256(previous chain value + block digest)``, so that every anchor depends on
+all before it. The last chain value, the *head*, is what to keep outside the
+database (a log line, a ticket, another system): with it, a rewrite of the whole
+anchors table is detected too.
+
+:func:`verify` reads the anchors and the rows they cover, block by block, and
+reports each row edited (its digest differs), deleted (anchored, now missing) or
+inserted out of order (an id inside an anchored range that no anchor lists), and
+each anchor whose chain does not hold. Rows written after the last anchor are
+counted as unanchored, not as problems.
+
+Writers never wait for anchoring and never serialise on a chain: only the anchor
+run reads the rows, after they are written. Rows of a transaction still open when
+a block is anchored would look inserted later, so blocks end at the newest row
+written at least ``settle`` ago (default five minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sqlaudit import _clock
+from sqlaudit._schema import CHARSET, UTCDateTime
+from sqlaudit.exceptions import OperationError
+from sqlaudit.ops._common import check_positive, log_finish, log_start, resolve_target
+from sqlaudit.ops._export import EXPORT_FIELDS
+
+__all__ = [
+    "GENESIS",
+    "AnchorReport",
+    "Problem",
+    "VerifyReport",
+    "anchor_changes",
+    "build_anchors_table",
+    "forget",
+    "rechain",
+    "redigest",
+    "verify",
+]
+
+GENESIS = "0" * 64
+"""The chain value before the first anchor."""
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+_Hex = String(64).with_variant(mysql.CHAR(64, charset="ascii", collation="ascii_bin"), "mysql")
+_Hex = _Hex.with_variant(mysql.CHAR(64, charset="ascii", collation="ascii_bin"), "mariadb")
+_Digests = Text().with_variant(mysql.LONGTEXT(charset="ascii", collation="ascii_bin"), "mysql")
+_Digests = _Digests.with_variant(mysql.LONGTEXT(charset="ascii", collation="ascii_bin"), "mariadb")
+
+_tables: dict[tuple[str, str | None], Table] = {}
+
+
+def build_anchors_table(change_table: Table) -> Table:
+    """Return the anchors table of ``change_table``: ``<name>_anchors``.
+
+    Example:
+        >>> from sqlaudit._schema import build_change_table
+        >>> build_anchors_table(build_change_table("sqlaudit_changes", None)).name
+        'sqlaudit_changes_anchors'
+    """
+    key = (change_table.name, change_table.schema)
+    table = _tables.get(key)
+    if table is None:
+        name = f"{change_table.name}_anchors"
+        table = Table(
+            name,
+            MetaData(schema=change_table.schema),
+            Column("id", _Id, primary_key=True, autoincrement=True),
+            Column("first_id", _Id, nullable=False),
+            Column("last_id", _Id, nullable=False),
+            Column("row_count", Integer, nullable=False),
+            Column("digests", _Digests, nullable=False),
+            Column("block_digest", _Hex, nullable=False),
+            Column("previous", _Hex, nullable=False),
+            Column("chain", _Hex, nullable=False),
+            Column("created_at", UTCDateTime(), nullable=False),
+            # Two anchor runs at once cannot both append after the same anchor.
+            UniqueConstraint("previous", name=f"uq_{name}_previous"),
+            mysql_charset=CHARSET,
+            mariadb_charset=CHARSET,
+        )
+        _tables[key] = table
+    return table
+
+
+def row_digest(row: Row[Any]) -> str:
+    """Return the digest of one change row: SHA-256 of its stored columns, 32 hex digits."""
+    values = [getattr(row, name) for name in EXPORT_FIELDS]
+    values[EXPORT_FIELDS.index("changed_at")] = row.changed_at.isoformat()
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _block_digest(digests: str) -> str:
+    return hashlib.sha256(digests.encode()).hexdigest()
+
+
+def _chain(previous: str, block_digest: str) -> str:
+    return hashlib.sha256(f"{previous}{block_digest}".encode()).hexdigest()
+
+
+def _dump(pairs: Iterable[tuple[int, str]]) -> str:
+    return json.dumps([[i, d] for i, d in pairs], separators=(",", ":"))
+
+
+def _load(digests: str) -> dict[int, str]:
+    return {int(i): str(d) for i, d in json.loads(digests)}
+
+
+def _rows(
+    connection: Connection, table: Table, low: int, high: int | None, limit: int | None
+) -> Sequence[Row[Any]]:
+    query = select(*(table.c[name] for name in EXPORT_FIELDS)).where(table.c.id > low)
+    if high is not None:
+        query = query.where(table.c.id <= high)
+    query = query.order_by(table.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return connection.execute(query).all()
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorReport:
+    """What one :func:`anchor_changes` run anchored.
+
+    Attributes:
+        blocks: Anchors written.
+        rows: Change rows they cover.
+        head: The chain value of the newest anchor (keep it outside the database).
+
+    Example:
+        >>> AnchorReport(blocks=1, rows=3, head="ab" * 32).rows
+        3
+    """
+
+    blocks: int
+    rows: int
+    head: str
+
+
+def _has(connection: Connection, table: Table) -> bool:
+    return bool(sa_inspect(connection).has_table(table.name, schema=table.schema))
+
+
+def _head(connection: Connection, anchors: Table) -> tuple[str, int]:
+    last = connection.execute(
+        select(anchors.c.chain, anchors.c.last_id).order_by(anchors.c.id.desc()).limit(1)
+    ).first()
+    return (GENESIS, 0) if last is None else (str(last.chain), int(last.last_id))
+
+
+def anchor_changes(
+    *,
+    settle: timedelta = timedelta(minutes=5),
+    block_size: int = 1000,
+    bind: Engine | Connection | Session | None = None,
+    table_name: str | None = None,
+    table_schema: str | None = None,
+    performed_by: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AnchorReport:
+    """Anchor the change rows written since the last anchor, one block per transaction.
+
+    Args:
+        settle: Anchor only up to the newest row written at least this long ago, so
+            that transactions still open have committed their rows.
+        block_size: Rows per anchor.
+        bind: Engine, Connection or Session whose engine to use; default: the config's.
+        table_name: The change table's name when not the config's.
+        table_schema: Its schema.
+        performed_by: Who runs it, for the operations log.
+        progress: Called after each block with the number of rows anchored so far.
+
+    Returns:
+        An :class:`AnchorReport` with the new head.
+
+    Raises:
+        OperationError: a negative ``settle``, a block size below one, or another
+            anchor run appending at the same time.
+
+    Example:
+        >>> report = anchor_changes(settle=timedelta(minutes=5))  # doctest: +SKIP
+        >>> report.head  # doctest: +SKIP
+        '5f2c...'
+    """
+    if not isinstance(settle, timedelta) or settle < timedelta(0):
+        raise OperationError(
+            f"anchor_changes(settle={settle!r}): pass a timedelta of zero or more, "
+            "such as timedelta(minutes=5)."
+        )
+    size = check_positive(block_size, "block_size", "anchor_changes")
+    target = resolve_target(bind, table_name, table_schema, "anchor_changes")
+    table = target.table
+    anchors = build_anchors_table(table)
+    with target.engine.begin() as connection:
+        anchors.create(connection, checkfirst=True)
+        head, last = _head(connection, anchors)
+        upto = connection.execute(
+            select(func.max(table.c.id)).where(
+                table.c.id > last, table.c.changed_at <= _clock.utc_now() - settle
+            )
+        ).scalar_one()
+    blocks = rows_done = 0
+    if upto is not None:
+        with target.engine.begin() as connection:
+            operation_id = log_start(
+                connection, target.operations, "anchor", {"block_size": size}, performed_by
+            )
+        while True:
+            with target.engine.begin() as connection:
+                rows = _rows(connection, table, last, int(upto), size)
+                if not rows:
+                    break
+                digests = _dump((row.id, row_digest(row)) for row in rows)
+                block = _block_digest(digests)
+                chain = _chain(head, block)
+                try:
+                    connection.execute(
+                        insert(anchors).values(
+                            first_id=rows[0].id,
+                            last_id=rows[-1].id,
+                            row_count=len(rows),
+                            digests=digests,
+                            block_digest=block,
+                            previous=head,
+                            chain=chain,
+                            created_at=_clock.utc_now(),
+                        )
+                    )
+                except IntegrityError as exc:
+                    raise OperationError(
+                        "anchor_changes(): another anchor run appended to the chain at the "
+                        "same time; run one at a time (it is safe to run this one again)."
+                    ) from exc
+            head, last = chain, int(rows[-1].id)
+            blocks += 1
+            rows_done += len(rows)
+            if progress is not None:
+                progress(rows_done)
+        with target.engine.begin() as connection:
+            log_finish(
+                connection,
+                target.operations,
+                operation_id,
+                rows_done,
+                {"blocks": blocks, "head": head},
+            )
+    return AnchorReport(blocks, rows_done, head)
+
+
+def forget(connection: Connection, table: Table, ids: list[int]) -> None:
+    """Remove deleted rows from the anchors that list them (their chain is redone by rechain)."""
+    if not ids:
+        return
+    anchors = build_anchors_table(table)
+    if not _has(connection, anchors):
+        return
+    gone = set(ids)
+    for anchor in connection.execute(
+        select(anchors.c.id, anchors.c.digests)
+        .where(anchors.c.last_id >= min(ids), anchors.c.first_id <= max(ids))
+        .order_by(anchors.c.id)
+    ):
+        kept = {i: d for i, d in _load(anchor.digests).items() if i not in gone}
+        if not kept:
+            connection.execute(delete(anchors).where(anchors.c.id == anchor.id))
+            continue
+        digests = _dump(sorted(kept.items()))
+        connection.execute(
+            update(anchors)
+            .where(anchors.c.id == anchor.id)
+            .values(
+                first_id=min(kept),
+                last_id=max(kept),
+                row_count=len(kept),
+                digests=digests,
+                block_digest=_block_digest(digests),
+            )
+        )
+
+
+def redigest(connection: Connection, table: Table, ids: list[int]) -> None:
+    """Store the current digests of rows rewritten on purpose (erasure), then rechain."""
+    if not ids:
+        return
+    anchors = build_anchors_table(table)
+    if not _has(connection, anchors):
+        return
+    wanted = set(ids)
+    for anchor in connection.execute(
+        select(anchors.c.id, anchors.c.first_id, anchors.c.last_id, anchors.c.digests)
+        .where(anchors.c.last_id >= min(ids), anchors.c.first_id <= max(ids))
+        .order_by(anchors.c.id)
+    ).all():
+        listed = _load(anchor.digests)
+        mine = [i for i in listed if i in wanted]
+        if not mine:
+            continue
+        for row in connection.execute(
+            select(*(table.c[name] for name in EXPORT_FIELDS)).where(table.c.id.in_(mine))
+        ):
+            listed[int(row.id)] = row_digest(row)
+        digests = _dump(sorted(listed.items()))
+        connection.execute(
+            update(anchors)
+            .where(anchors.c.id == anchor.id)
+            .values(digests=digests, block_digest=_block_digest(digests))
+        )
+    rechain(connection, table)
+
+
+def rechain(connection: Connection, table: Table) -> int:
+    """Recompute the chain values after blocks changed on purpose; return anchors rewritten.
+
+    Reads only the small columns of each anchor (not the digests).
+    """
+    anchors = build_anchors_table(table)
+    if not _has(connection, anchors):
+        return 0
+    previous = GENESIS
+    rewritten = 0
+    for anchor in connection.execute(
+        select(anchors.c.id, anchors.c.block_digest, anchors.c.previous, anchors.c.chain).order_by(
+            anchors.c.id
+        )
+    ).all():
+        chain = _chain(previous, anchor.block_digest)
+        if anchor.previous != previous or anchor.chain != chain:
+            connection.execute(
+                update(anchors)
+                .where(anchors.c.id == anchor.id)
+                .values(previous=previous, chain=chain)
+            )
+            rewritten += 1
+        previous = chain
+    return rewritten
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing :func:`verify` found wrong.
+
+    Attributes:
+        kind: ``"edited"``, ``"deleted"``, ``"inserted"`` (an id inside an anchored
+            range that no anchor lists) or ``"anchor"`` (an anchor whose chain or
+            digest does not hold).
+        change_id: The change row concerned (``None`` for an anchor problem).
+        anchor_id: The anchor whose block it is in.
+        message: What was found, in a sentence.
+
+    Example:
+        >>> Problem("edited", 42, 1, "change row 42 was edited after anchor 1").kind
+        'edited'
+    """
+
+    kind: str
+    change_id: int | None
+    anchor_id: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What :func:`verify` checked and found.
+
+    Attributes:
+        ok: ``True`` when no problem was found.
+        problems: Each row edited, deleted or inserted out of order, and each broken anchor.
+        anchors_checked: Anchors read.
+        rows_checked: Change rows compared with their anchors.
+        unanchored_rows: Rows written after the last anchor (not checked).
+        head: The newest anchor's chain value: compare it with the one kept elsewhere.
+
+    Example:
+        >>> report = VerifyReport(ok=True, problems=[], anchors_checked=0, rows_checked=0,
+        ...                       unanchored_rows=5, head=GENESIS)
+        >>> report.ok
+        True
+    """
+
+    ok: bool
+    problems: list[Problem] = field(default_factory=list)
+    anchors_checked: int = 0
+    rows_checked: int = 0
+    unanchored_rows: int = 0
+    head: str = GENESIS
+
+
+def verify(
+    *,
+    expected_head: str | None = None,
+    bind: Engine | Connection | Session | None = None,
+    table_name: str | None = None,
+    table_schema: str | None = None,
+    max_problems: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Check every anchored change row against its anchor, and the anchors' chain.
+
+    Reads one anchor and its rows at a time (memory stays that of one block).
+
+    Args:
+        expected_head: A head kept outside the database: a problem is reported when
+            it is neither the newest anchor's chain value nor an earlier one.
+        bind: Engine, Connection or Session whose engine to use; default: the config's.
+        table_name: The change table's name when not the config's.
+        table_schema: Its schema.
+        max_problems: Stop listing problems after this many (``ok`` stays ``False``).
+        progress: Called after each anchor with the number of rows checked so far.
+
+    Returns:
+        A :class:`VerifyReport`; ``report.ok`` is ``True`` when nothing was found.
+
+    Raises:
+        OperationError: ``max_problems`` below one.
+
+    Example:
+        >>> report = verify()  # doctest: +SKIP
+        >>> report.ok, [p.message for p in report.problems]  # doctest: +SKIP
+        (False, ['change row 42 was edited after anchor 1 was written'])
+    """
+    limit = check_positive(max_problems, "max_problems", "verify")
+    target = resolve_target(bind, table_name, table_schema, "verify")
+    table = target.table
+    anchors = build_anchors_table(table)
+    problems: list[Problem] = []
+
+    def report(problem: Problem) -> None:
+        if len(problems) < limit:
+            problems.append(problem)
+
+    checked = count = 0
+    previous = GENESIS
+    last = 0
+    seen_heads = {GENESIS}
+    with target.engine.connect() as connection:
+        if not _has(connection, anchors):
+            counted = connection.execute(select(func.count()).select_from(table))
+            unanchored = int(counted.scalar_one())
+            ok = expected_head in (None, GENESIS)
+            if not ok:
+                report(Problem("anchor", None, None, "no anchors, but an expected head was given"))
+            return VerifyReport(ok, problems, 0, 0, unanchored, GENESIS)
+        anchor_ids = list(connection.execute(select(anchors.c.id).order_by(anchors.c.id)).scalars())
+    for anchor_id in anchor_ids:
+        with target.engine.connect() as connection:
+            anchor = connection.execute(select(anchors).where(anchors.c.id == anchor_id)).one()
+            rows = _rows(connection, table, last, int(anchor.last_id), None)
+        count += 1
+        if anchor.previous != previous:
+            report(
+                Problem(
+                    "anchor",
+                    None,
+                    anchor.id,
+                    f"anchor {anchor.id} does not follow the anchor before it (an anchor "
+                    "was removed, or the chain rewritten)",
+                )
+            )
+        if _block_digest(anchor.digests) != anchor.block_digest or anchor.chain != _chain(
+            anchor.previous, anchor.block_digest
+        ):
+            report(
+                Problem(
+                    "anchor",
+                    None,
+                    anchor.id,
+                    f"anchor {anchor.id} was altered: its digests do not give its chain value",
+                )
+            )
+        listed = _load(anchor.digests)
+        for row in rows:
+            digest = listed.pop(int(row.id), None)
+            if digest is None:
+                report(
+                    Problem(
+                        "inserted",
+                        row.id,
+                        anchor.id,
+                        f"change row {row.id} is inside the range of anchor {anchor.id} "
+                        "but was not there when it was written (inserted out of order)",
+                    )
+                )
+            elif digest != row_digest(row):
+                report(
+                    Problem(
+                        "edited",
+                        row.id,
+                        anchor.id,
+                        f"change row {row.id} ({row.table_name} {row.resource_id} "
+                        f"{row.field_name}) was edited after anchor {anchor.id} was written",
+                    )
+                )
+        for missing in sorted(listed):
+            report(
+                Problem(
+                    "deleted",
+                    missing,
+                    anchor.id,
+                    f"change row {missing} was deleted after anchor {anchor.id} was "
+                    "written (and not by prune)",
+                )
+            )
+        checked += len(rows)
+        previous = str(anchor.chain)
+        seen_heads.add(previous)
+        last = int(anchor.last_id)
+        if progress is not None:
+            progress(checked)
+    with target.engine.connect() as connection:
+        unanchored = int(
+            connection.execute(
+                select(func.count()).select_from(table).where(table.c.id > last)
+            ).scalar_one()
+        )
+    if expected_head is not None and expected_head not in seen_heads:
+        report(
+            Problem(
+                "anchor",
+                None,
+                None,
+                f"the expected head {expected_head} is not in the chain: the anchors "
+                "were rewritten since it was taken (or it was taken elsewhere)",
+            )
+        )
+    ok = not problems
+    return VerifyReport(ok, problems, count, checked, unanchored, previous)
+
+
+def anchors_exist(engine: Engine, table: Table) -> bool:
+    """Return whether ``table`` has an anchors table."""
+    with engine.connect() as connection:
+        return _has(connection, build_anchors_table(table))
