@@ -9,10 +9,10 @@ import tracemalloc
 from datetime import datetime
 
 import pytest
+from ops_support import OLD, add_rows, declare_customer
 
 from sqlaudit import OperationError, export_changes
 from sqlaudit.ops import EXPORT_FIELDS
-from ops_support import OLD, add_rows, declare_customer
 
 
 class _Sink(io.TextIOBase):
@@ -165,5 +165,3 @@ def test_export_needs_a_database(engine):
 
     with pytest.raises(NotConfiguredError, match="bind=create_engine"):
         export_changes(io.StringIO())
-
-
