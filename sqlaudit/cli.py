@@ -253,7 +253,11 @@ def _errors() -> Iterator[None]:
     except SQLAuditError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo("Interrupted between batches: run the same command again to go on.", err=True)
+        click.echo(
+            "Interrupted: the batch in progress was rolled back; run the same command "
+            "again to go on.",
+            err=True,
+        )
         raise SystemExit(130) from None
 
 

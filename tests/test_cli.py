@@ -214,3 +214,19 @@ def test_the_app_can_come_from_the_environment(audit, jane, monkeypatch):
     monkeypatch.setenv("SQLAUDIT_APP", "test_cli:app_config")
     result = run("history", "Customer", "2", "--format", "json")
     assert result.exit_code == 0 and "John" in result.output
+
+
+def test_the_cli_is_an_extra_in_the_test_extra_with_a_console_script():
+    """click and rich come with the ``cli`` extra (and the ``test`` extra); ``sqlaudit`` is a script."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    for extra in ("cli", "test"):
+        names = {dep.split(">")[0] for dep in project["optional-dependencies"][extra]}
+        assert {"click", "rich"} <= names
+    assert project["scripts"]["sqlaudit"] == "sqlaudit.cli:main"
+    index = (root / "docs" / "index.md").read_text()
+    for page in ("export", "retention", "erasure", "verification", "cli"):
+        assert f"\n{page}\n" in index and (root / "docs" / f"{page}.md").exists()
