@@ -9,8 +9,7 @@ database URL alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +26,7 @@ from sqlalchemy import (
     insert,
     update,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -125,8 +125,10 @@ def build_operations_table(change_table: Table) -> Table:
     key = (change_table.name, change_table.schema)
     table = _operations_tables.get(key)
     if table is None:
-        text = Text().with_variant(Text(), *_MYSQL)
-        name = String(32).with_variant(String(32, collation=COLLATION), *_MYSQL)
+        text = Text().with_variant(mysql.TEXT(charset=CHARSET, collation=COLLATION), *_MYSQL)
+        name = String(32).with_variant(
+            mysql.VARCHAR(32, charset=CHARSET, collation=COLLATION), *_MYSQL
+        )
         table = Table(
             f"{change_table.name}_operations",
             MetaData(schema=change_table.schema),
@@ -140,7 +142,9 @@ def build_operations_table(change_table: Table) -> Table:
             Column("rows_affected", _Id, nullable=False, default=0),
             Column("detail", JSON(none_as_null=True), nullable=True),
             mysql_charset=CHARSET,
+            mysql_collate=COLLATION,
             mariadb_charset=CHARSET,
+            mariadb_collate=COLLATION,
         )
         _operations_tables[key] = table
     return table
@@ -203,10 +207,3 @@ def log_finish(
             detail=None if detail is None else _plain(dict(detail)),
         )
     )
-
-
-@contextmanager
-def short_transaction(engine: Engine) -> Iterator[Connection]:
-    """Yield a connection in a transaction of its own, committed on exit."""
-    with engine.begin() as connection:
-        yield connection

@@ -140,11 +140,14 @@ def erase(
     target = resolve_target(session, None, None, "erase")
     table = target.table
     log = target.operations
-    # Created on a connection of its own: DDL inside the session's transaction would
-    # commit it on MySQL/MariaDB.
-    with target.engine.begin() as own:
-        log.create(own, checkfirst=True)
     connection = session.connection()
+    if connection.dialect.name in ("mysql", "mariadb"):
+        # DDL inside the session's transaction would commit it there: a connection
+        # of its own creates the log (a no-op once it exists).
+        with target.engine.begin() as own:
+            log.create(own, checkfirst=True)
+    else:
+        log.create(connection, checkfirst=True)
     arguments: dict[str, Any] = {
         "model": None if tracked is None else tracked.model.__name__,
         "table": None if tracked is None else tracked.table_name,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -162,13 +162,3 @@ def prune(
             connection, log, operation_id, deleted, detail, status="done" if complete else "partial"
         )
     return PruneReport(deleted, batches, first, last, operation_id, complete)
-
-
-def count_before(target_engine: Engine, before: datetime, table: Any) -> int:
-    """Return how many rows a prune with ``before`` would delete (for a progress bar)."""
-    with target_engine.connect() as connection:
-        return int(
-            connection.execute(
-                select(func.count()).select_from(table).where(table.c.changed_at < before)
-            ).scalar_one()
-        )
