@@ -504,8 +504,7 @@ def prune(
         config = state.setup()
         engine = state.engine()
         table = config.table
-        chosen = [_model(m) if _registry.models() else m for m in models]
-        names = [c if isinstance(c, str) else _table_of(c) for c in chosen]
+        names = _table_names(models)
         condition = [table.c.changed_at < moment]
         if names:
             condition.append(table.c.table_name.in_(names))
@@ -536,10 +535,16 @@ def prune(
         )
 
 
-def _table_of(model: type[Any]) -> str:
-    tracked = _registry.lookup(model)
-    assert tracked is not None
-    return tracked.table_name
+def _table_names(models: Sequence[str]) -> list[str]:
+    """Return the table names of ``--model`` values: class or table names with --app."""
+    if not _registry.models():
+        return list(models)
+    names = []
+    for name in models:
+        tracked = _registry.lookup(_model(name))
+        assert tracked is not None
+        names.append(tracked.table_name)
+    return names
 
 
 @cli.command()
@@ -588,7 +593,7 @@ def export(
                         out,
                         format=output_format,
                         after=after,
-                        models=list(models) or None,
+                        models=_table_names(models) or None,
                         since=_moment(since, "--since"),
                         until=_moment(until, "--until"),
                         decode_values=decode,

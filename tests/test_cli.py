@@ -163,6 +163,20 @@ def test_export_csv_to_standard_output(audit, jane):
     assert [r["new_value"] for r in rows] == ["Jane", "jane@example.com", "Jane Smith", "John"]
 
 
+def test_export_and_prune_take_model_class_names_with_the_app(audit, jane):
+    """With --app, ``--model`` takes the class name as well as the table name."""
+    add_rows(audit.engine, audit.config, 2, table_name="orders")
+    app = ["--app", "test_cli:app_config"]
+    result = run(*app, "export", "--model", "Customer")
+    assert [json.loads(line)["table_name"] for line in result.stdout.splitlines()] == [
+        "customers"
+    ] * 4
+    pruned = run(*app, "prune", "--model", "Customer", "--older-than", "0m", "--yes")
+    assert "deleted 4 rows" in pruned.output
+    left = run(*app, "export")
+    assert [json.loads(line)["table_name"] for line in left.stdout.splitlines()] == ["orders"] * 2
+
+
 def test_verify_anchors_then_finds_an_edit_and_exits_1(audit, jane):
     """``verify --anchor`` passes on untouched rows; an edited row fails it with its id."""
     result = run("--url", url(audit), "verify", "--anchor", "--settle", "0")

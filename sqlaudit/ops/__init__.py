@@ -6,7 +6,9 @@ with ``table_name=``, which is how the ``sqlaudit`` command line works from a UR
 alone::
 
     from datetime import UTC, datetime, timedelta
-    from sqlaudit.ops import anchor_changes, erase, export_changes, prune, verify
+    from sqlaudit.ops import (
+        anchor_changes, erase, export_changes, prune, set_sensitive_fields, verify,
+    )
 
     # ship new rows to a warehouse, resuming where the last run stopped
     with open("changes.jsonl", "a") as out:
@@ -19,6 +21,9 @@ alone::
     # a person asks to be forgotten
     erase(session, model=Customer, resource_ids=[2], reason="request 118")
     session.commit()
+
+    # never store an e-mail address in clear, only a keyed digest
+    set_sensitive_fields(Customer, {"email": "digest"}, key=AUDIT_KEY)
 
     # tamper evidence: anchor from a cron job, check whenever
     anchor_changes()
@@ -46,6 +51,8 @@ from sqlaudit.ops._export import ExportReport as ExportReport
 from sqlaudit.ops._export import export_changes as export_changes
 from sqlaudit.ops._prune import PruneReport as PruneReport
 from sqlaudit.ops._prune import prune as prune
+from sqlaudit.ops._sensitive import clear_sensitive_fields as clear_sensitive_fields
+from sqlaudit.ops._sensitive import set_sensitive_fields as set_sensitive_fields
 
 __all__ = [
     "AnchorReport",
@@ -55,8 +62,10 @@ __all__ = [
     "PruneReport",
     "VerifyReport",
     "anchor_changes",
+    "clear_sensitive_fields",
     "erase",
     "export_changes",
     "prune",
+    "set_sensitive_fields",
     "verify",
 ]
