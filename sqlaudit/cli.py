@@ -714,13 +714,15 @@ def import_07(
 
     with _errors():
         config = state.setup()
-        report = import_legacy_history(
-            state.engine(),
-            config=config,
-            batch_size=batch_size,
-            source_time_zone=source_time_zone,
-            legacy_schema=legacy_schema,
-        )
+        with _progress("importing 0.7 records", None) as advance:
+            report = import_legacy_history(
+                state.engine(),
+                config=config,
+                batch_size=batch_size,
+                source_time_zone=source_time_zone,
+                legacy_schema=legacy_schema,
+                progress=advance,
+            )
         click.echo(
             f"imported {report.records_imported} records ({report.rows_written} rows), "
             f"skipped {report.records_skipped} already imported"

@@ -215,6 +215,19 @@ def test_import_07_from_the_url(audit):
     assert f"skipped {len(RECORDS)} already imported" in again.output
 
 
+def test_the_07_import_reports_progress_after_each_batch(audit):
+    """``import_legacy_history(progress=...)`` (behind the CLI's bar) hears of every batch."""
+    from sqlaudit.legacy import import_legacy_history
+
+    declare_legacy_customer(audit.base)
+    audit.create_tables()
+    fill_legacy(audit.engine, RECORDS)
+    seen: list[int] = []
+    import_legacy_history(audit.engine, batch_size=2, progress=seen.append)
+    assert seen == [2, 4, 5]
+    assert len(RECORDS) == 5
+
+
 def test_without_app_or_url_the_cli_says_what_to_pass(engine, monkeypatch):
     """No --app and no --url is a usage error naming both (and their variables)."""
     monkeypatch.delenv("SQLAUDIT_APP", raising=False)
