@@ -78,6 +78,7 @@ class _State:
     table: str | None
     schema: str | None
     time_zone: str
+    anchor_key: str | None = None
     _engine: Engine | None = None
     _configured_here: bool = False
 
@@ -277,6 +278,11 @@ _format = click.option(
 @click.option("--table", envvar="SQLAUDIT_TABLE", help="Change table name (with --url).")
 @click.option("--schema", envvar="SQLAUDIT_SCHEMA", help="Change table schema (with --url).")
 @click.option("--time-zone", default="UTC", show_default=True, help="Zone of times shown.")
+@click.option(
+    "--anchor-key",
+    envvar="SQLAUDIT_ANCHOR_KEY",
+    help="Key of keyed anchors (verify, prune); better set SQLAUDIT_ANCHOR_KEY.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -285,6 +291,7 @@ def cli(
     table: str | None,
     schema: str | None,
     time_zone: str,
+    anchor_key: str | None,
 ) -> None:
     """Look up, prune, export and verify sqlaudit's change history.
 
@@ -293,7 +300,7 @@ def cli(
         >>> CliRunner().invoke(cli, ["stats", "--help"]).exit_code
         0
     """
-    state = _State(app, url, table, schema, time_zone)
+    state = _State(app, url, table, schema, time_zone, anchor_key)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
@@ -527,6 +534,7 @@ def prune(
                 table_name=table.name,
                 table_schema=table.schema,
                 performed_by=os.environ.get("USER"),
+                anchor_key=state.anchor_key,
                 progress=advance,
             )
         click.echo(
@@ -644,6 +652,7 @@ def verify(
             with _progress("anchoring", None) as advance:
                 anchored = anchor_changes(
                     settle=timedelta(seconds=settle),
+                    key=state.anchor_key,
                     bind=engine,
                     table_name=name,
                     table_schema=schema,
@@ -653,6 +662,7 @@ def verify(
         with _progress("verifying", None) as advance:
             report = run_verify(
                 expected_head=expected_head,
+                key=state.anchor_key,
                 bind=engine,
                 table_name=name,
                 table_schema=schema,

@@ -191,6 +191,16 @@ def test_verify_anchors_then_finds_an_edit_and_exits_1(audit, jane):
     assert problem["kind"] == "edited" and "NOT OK" in failed.output
 
 
+def test_verify_with_a_key_from_the_environment(audit, jane, monkeypatch):
+    """``SQLAUDIT_ANCHOR_KEY`` keys the anchors; verifying them without it says to pass it."""
+    monkeypatch.setenv("SQLAUDIT_ANCHOR_KEY", "a key of more than sixteen bytes")
+    result = run("--url", url(audit), "verify", "--anchor", "--settle", "0")
+    assert result.exit_code == 0 and "ok: 4 rows" in result.output
+    monkeypatch.delenv("SQLAUDIT_ANCHOR_KEY")
+    refused = run("--url", url(audit), "verify")
+    assert refused.exit_code == 1 and "pass the same key=" in refused.output
+
+
 def test_baseline_through_the_app(audit, jane):
     """``baseline MODEL`` records rows that have no start in their history."""
     from sqlalchemy import text

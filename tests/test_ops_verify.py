@@ -9,7 +9,7 @@ from ops_support import OLD, add_rows, declare_customer
 from sqlalchemy import delete, insert, select, update
 
 from sqlaudit import OperationError, anchor_changes, erase, prune, verify
-from sqlaudit.ops._anchors import build_anchors_table
+from sqlaudit.ops._anchors import Signer, build_anchors_table, redigest
 
 NOW = timedelta(0)
 
@@ -172,3 +172,66 @@ class TestDatabaseCapture:
         with audit.engine.begin() as connection:
             connection.execute(update(table).where(table.c.id == target).values(changed_by="x"))
         assert [(p.kind, p.change_id) for p in verify().problems] == [("edited", target)]
+
+
+KEY = "a key of more than sixteen bytes"
+
+
+def test_keyed_anchors_verify_only_with_their_key(audit):
+    """Anchors made with a key verify with it; no key, another key or a stray key is refused."""
+    add_rows(audit.engine, audit.config, 5)
+    anchor_changes(settle=NOW, key=KEY)
+    assert verify(key=KEY).ok
+    with pytest.raises(OperationError, match="made with a key; pass the same key="):
+        verify()
+    with pytest.raises(OperationError, match="not the key"):
+        verify(key="another key of sixteen bytes")
+    with pytest.raises(OperationError, match="made with a key"):
+        anchor_changes(settle=NOW)
+    with pytest.raises(OperationError, match="16 bytes or more"):
+        verify(key="short")
+
+
+def test_unkeyed_anchors_refuse_a_key(audit):
+    """A key given for anchors made without one is refused, not silently ignored."""
+    add_rows(audit.engine, audit.config, 2)
+    anchor_changes(settle=NOW)
+    with pytest.raises(OperationError, match="made without a key"):
+        verify(key=KEY)
+
+
+def test_an_edit_re_anchored_without_the_key_is_still_found(audit):
+    """Someone without the key who edits a row and recomputes its anchor is still caught."""
+    add_rows(audit.engine, audit.config, 6)
+    anchor_changes(settle=NOW, key=KEY)
+    target = _ids(audit)[1]
+    table = audit.config.table
+    with audit.engine.begin() as connection:
+        connection.execute(update(table).where(table.c.id == target).values(new_value="str:x"))
+        # what the code would do without the key: plain SHA-256 digests and chain
+        redigest(connection, table, [target], Signer())
+    kinds = {(p.kind, p.change_id) for p in verify(key=KEY).problems}
+    assert ("edited", target) in kinds and any(kind == "anchor" for kind, _ in kinds)
+
+
+def test_prune_and_erase_of_keyed_anchors_need_the_key(audit):
+    """Without the anchors' key prune deletes nothing and erase rewrites nothing; with it both re-anchor."""
+    customer = declare_customer(audit.base)
+    audit.create_tables()
+    add_rows(audit.engine, audit.config, 10)
+    with audit.Session() as session:
+        session.add(customer(id=500, name="Jane"))
+        session.commit()
+    anchor_changes(settle=NOW, key=KEY, block_size=4)
+    with pytest.raises(OperationError, match="pass the same key="):
+        prune(OLD + timedelta(seconds=5))
+    assert len(_ids(audit)) == 11
+    assert prune(OLD + timedelta(seconds=5), anchor_key=KEY).rows_deleted == 5
+    with audit.Session() as session:
+        with pytest.raises(OperationError, match="pass the same key="):
+            erase(session, model=customer, resource_ids=500)
+        session.rollback()
+        erase(session, model=customer, resource_ids=500, anchor_key=KEY)
+        session.commit()
+    result = verify(key=KEY)
+    assert result.ok, result.problems

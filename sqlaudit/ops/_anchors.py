@@ -26,6 +26,7 @@ written at least ``settle`` ago (default five minutes).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,12 +65,15 @@ __all__ = [
     "GENESIS",
     "AnchorReport",
     "Problem",
+    "Signer",
     "VerifyReport",
     "anchor_changes",
     "build_anchors_table",
+    "check_key",
     "forget",
     "rechain",
     "redigest",
+    "signer",
     "verify",
 ]
 
@@ -108,6 +112,8 @@ def build_anchors_table(change_table: Table) -> Table:
             Column("block_digest", _Hex, nullable=False),
             Column("previous", _Hex, nullable=False),
             Column("chain", _Hex, nullable=False),
+            # "" for plain SHA-256; with a key, a fingerprint of it (never the key).
+            Column("key_id", String(16), nullable=False),
             Column("created_at", UTCDateTime(), nullable=False),
             # Two anchor runs at once cannot both append after the same anchor.
             UniqueConstraint("previous", name=f"uq_{name}_previous"),
@@ -118,20 +124,83 @@ def build_anchors_table(change_table: Table) -> Table:
     return table
 
 
-def row_digest(row: Row[Any]) -> str:
-    """Return the digest of one change row: SHA-256 of its stored columns, 32 hex digits."""
+def _canonical(row: Row[Any]) -> bytes:
     values = [getattr(row, name) for name in EXPORT_FIELDS]
     values[EXPORT_FIELDS.index("changed_at")] = row.changed_at.isoformat()
-    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 def _block_digest(digests: str) -> str:
     return hashlib.sha256(digests.encode()).hexdigest()
 
 
-def _chain(previous: str, block_digest: str) -> str:
-    return hashlib.sha256(f"{previous}{block_digest}".encode()).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """How digests and chain values are made: SHA-256, or HMAC-SHA-256 under a key."""
+
+    key: bytes | None = None
+
+    @property
+    def key_id(self) -> str:
+        """Return ``""`` without a key, else a fingerprint of it (not the key)."""
+        if self.key is None:
+            return ""
+        return hmac.new(self.key, b"sqlaudit anchors", hashlib.sha256).hexdigest()[:16]
+
+    def _digest(self, data: bytes) -> str:
+        if self.key is None:
+            return hashlib.sha256(data).hexdigest()
+        return hmac.new(self.key, data, hashlib.sha256).hexdigest()
+
+    def row(self, row: Row[Any]) -> str:
+        """Return the digest of one change row (every stored column), 32 hex digits."""
+        return self._digest(_canonical(row))[:32]
+
+    def chain(self, previous: str, block_digest: str) -> str:
+        """Return the chain value following ``previous`` for a block."""
+        return self._digest(f"{previous}{block_digest}".encode())
+
+
+def signer(key: bytes | str | None, what: str) -> Signer:
+    """Return the :class:`Signer` of ``key``, or raise :class:`OperationError`."""
+    if key is None:
+        return Signer()
+    secret = key.encode() if isinstance(key, str) else key
+    if not isinstance(secret, bytes) or len(secret) < 16:
+        raise OperationError(
+            f"{what}(key=...): pass bytes or str of 16 bytes or more (kept outside the "
+            "database, such as os.environ['SQLAUDIT_ANCHOR_KEY']), or None."
+        )
+    return Signer(secret)
+
+
+def check_key(connection: Connection, table: Table, key: bytes | str | None, what: str) -> Signer:
+    """Return the signer of ``key`` if it is the one the existing anchors were made with.
+
+    Raises:
+        OperationError: anchors made with a key and none given, another key, or a key
+            given for anchors made without one.
+    """
+    chosen = signer(key, what)
+    anchors = build_anchors_table(table)
+    if not _has(connection, anchors):
+        return chosen
+    found = connection.execute(select(anchors.c.key_id).limit(1)).scalar()
+    if found is None or found == chosen.key_id:
+        return chosen
+    if found == "":
+        raise OperationError(
+            f"{what}(key=...): the anchors of {table.name} were made without a key; "
+            "pass no key (or anchor a new table with one)."
+        )
+    if chosen.key is None:
+        raise OperationError(
+            f"{what}(): the anchors of {table.name} were made with a key; pass the same "
+            "key= (the CLI reads SQLAUDIT_ANCHOR_KEY)."
+        )
+    raise OperationError(
+        f"{what}(key=...): this is not the key the anchors of {table.name} were made with."
+    )
 
 
 def _dump(pairs: Iterable[tuple[int, str]]) -> str:
@@ -188,6 +257,7 @@ def anchor_changes(
     *,
     settle: timedelta = timedelta(minutes=5),
     block_size: int = 1000,
+    key: bytes | str | None = None,
     bind: Engine | Connection | Session | None = None,
     table_name: str | None = None,
     table_schema: str | None = None,
@@ -200,6 +270,9 @@ def anchor_changes(
         settle: Anchor only up to the newest row written at least this long ago, so
             that transactions still open have committed their rows.
         block_size: Rows per anchor.
+        key: A secret (16 bytes or more) kept outside the database: digests and chain
+            values are then HMAC-SHA-256 under it, which nobody without the key can
+            recompute. Every later anchor run, verify, prune and erase needs the same key.
         bind: Engine, Connection or Session whose engine to use; default: the config's.
         table_name: The change table's name when not the config's.
         table_schema: Its schema.
@@ -210,8 +283,8 @@ def anchor_changes(
         An :class:`AnchorReport` with the new head.
 
     Raises:
-        OperationError: a negative ``settle``, a block size below one, or another
-            anchor run appending at the same time.
+        OperationError: a negative ``settle``, a block size below one, a key other
+            than the existing anchors', or another anchor run appending at the same time.
 
     Example:
         >>> report = anchor_changes(settle=timedelta(minutes=5))  # doctest: +SKIP
@@ -229,6 +302,7 @@ def anchor_changes(
     anchors = build_anchors_table(table)
     with target.engine.begin() as connection:
         anchors.create(connection, checkfirst=True)
+        sign = check_key(connection, table, key, "anchor_changes")
         head, last = _head(connection, anchors)
         upto = connection.execute(
             select(func.max(table.c.id)).where(
@@ -246,9 +320,9 @@ def anchor_changes(
                 rows = _rows(connection, table, last, int(upto), size)
                 if not rows:
                     break
-                digests = _dump((row.id, row_digest(row)) for row in rows)
+                digests = _dump((row.id, sign.row(row)) for row in rows)
                 block = _block_digest(digests)
-                chain = _chain(head, block)
+                chain = sign.chain(head, block)
                 try:
                     connection.execute(
                         insert(anchors).values(
@@ -259,6 +333,7 @@ def anchor_changes(
                             block_digest=block,
                             previous=head,
                             chain=chain,
+                            key_id=sign.key_id,
                             created_at=_clock.utc_now(),
                         )
                     )
@@ -314,7 +389,7 @@ def forget(connection: Connection, table: Table, ids: list[int]) -> None:
         )
 
 
-def redigest(connection: Connection, table: Table, ids: list[int]) -> None:
+def redigest(connection: Connection, table: Table, ids: list[int], sign: Signer) -> None:
     """Store the current digests of rows rewritten on purpose (erasure), then rechain."""
     if not ids:
         return
@@ -334,17 +409,17 @@ def redigest(connection: Connection, table: Table, ids: list[int]) -> None:
         for row in connection.execute(
             select(*(table.c[name] for name in EXPORT_FIELDS)).where(table.c.id.in_(mine))
         ):
-            listed[int(row.id)] = row_digest(row)
+            listed[int(row.id)] = sign.row(row)
         digests = _dump(sorted(listed.items()))
         connection.execute(
             update(anchors)
             .where(anchors.c.id == anchor.id)
             .values(digests=digests, block_digest=_block_digest(digests))
         )
-    rechain(connection, table)
+    rechain(connection, table, sign)
 
 
-def rechain(connection: Connection, table: Table) -> int:
+def rechain(connection: Connection, table: Table, sign: Signer) -> int:
     """Recompute the chain values after blocks changed on purpose; return anchors rewritten.
 
     Reads only the small columns of each anchor (not the digests).
@@ -359,7 +434,7 @@ def rechain(connection: Connection, table: Table) -> int:
             anchors.c.id
         )
     ).all():
-        chain = _chain(previous, anchor.block_digest)
+        chain = sign.chain(previous, anchor.block_digest)
         if anchor.previous != previous or anchor.chain != chain:
             connection.execute(
                 update(anchors)
@@ -424,6 +499,7 @@ class VerifyReport:
 def verify(
     *,
     expected_head: str | None = None,
+    key: bytes | str | None = None,
     bind: Engine | Connection | Session | None = None,
     table_name: str | None = None,
     table_schema: str | None = None,
@@ -437,6 +513,7 @@ def verify(
     Args:
         expected_head: A head kept outside the database: a problem is reported when
             it is neither the newest anchor's chain value nor an earlier one.
+        key: The key the anchors were made with (:func:`anchor_changes`), if any.
         bind: Engine, Connection or Session whose engine to use; default: the config's.
         table_name: The change table's name when not the config's.
         table_schema: Its schema.
@@ -447,7 +524,8 @@ def verify(
         A :class:`VerifyReport`; ``report.ok`` is ``True`` when nothing was found.
 
     Raises:
-        OperationError: ``max_problems`` below one.
+        OperationError: ``max_problems`` below one; no key, or another key, for anchors
+            made with one; a key for anchors made without one.
 
     Example:
         >>> report = verify()  # doctest: +SKIP
@@ -455,6 +533,7 @@ def verify(
         (False, ['change row 42 was edited after anchor 1 was written'])
     """
     limit = check_positive(max_problems, "max_problems", "verify")
+    signer(key, "verify")
     target = resolve_target(bind, table_name, table_schema, "verify")
     table = target.table
     anchors = build_anchors_table(table)
@@ -476,6 +555,7 @@ def verify(
             if not ok:
                 report(Problem("anchor", None, None, "no anchors, but an expected head was given"))
             return VerifyReport(ok, problems, 0, 0, unanchored, GENESIS)
+        sign = check_key(connection, table, key, "verify")
         anchor_ids = list(connection.execute(select(anchors.c.id).order_by(anchors.c.id)).scalars())
     for anchor_id in anchor_ids:
         with target.engine.connect() as connection:
@@ -492,7 +572,7 @@ def verify(
                     "was removed, or the chain rewritten)",
                 )
             )
-        if _block_digest(anchor.digests) != anchor.block_digest or anchor.chain != _chain(
+        if _block_digest(anchor.digests) != anchor.block_digest or anchor.chain != sign.chain(
             anchor.previous, anchor.block_digest
         ):
             report(
@@ -516,7 +596,7 @@ def verify(
                         "but was not there when it was written (inserted out of order)",
                     )
                 )
-            elif digest != row_digest(row):
+            elif digest != sign.row(row):
                 report(
                     Problem(
                         "edited",

@@ -58,6 +58,7 @@ def erase(
     user_id: Any = None,
     fields: str | Iterable[str] | None = None,
     reason: str | None = None,
+    anchor_key: bytes | str | None = None,
 ) -> ErasureReport:
     """Replace a person's values in the change history with :data:`ERASED`.
 
@@ -85,13 +86,15 @@ def erase(
         user_id: An author to erase (as ``changed_by`` holds it).
         fields: Only these fields of the resources (default: every field).
         reason: Why, for the operations log ("GDPR request 2026-118").
+        anchor_key: The key the anchors were made with, if any (:func:`anchor_changes`).
 
     Returns:
         An :class:`ErasureReport`.
 
     Raises:
         OperationError: nothing to erase named, ids without a model, an untracked
-            model, a field the model does not track, or ``session`` not a Session.
+            model, a field the model does not track, ``session`` not a Session, or
+            anchors made with a key and not this ``anchor_key``.
 
     Example:
         >>> erase(session, model=Customer, resource_ids=[2],
@@ -156,6 +159,7 @@ def erase(
         "fields": names,
         "reason": reason,
     }
+    sign = _anchors.check_key(connection, table, anchor_key, "erase")
     erased: set[int] = set()
     if resource_ids is not None and tracked is not None:
         texts = sorted(set(_resource_ids(tracked, resource_ids)))
@@ -185,6 +189,6 @@ def erase(
             connection.execute(update(table).where(table.c.id.in_(ids)).values(changed_by=ERASED))
             erased.update(ids)
     operation_id = log_start(connection, log, "erase", arguments, _performed_by(session))
-    _anchors.redigest(connection, table, sorted(erased))
+    _anchors.redigest(connection, table, sorted(erased), sign)
     log_finish(connection, log, operation_id, len(erased), {"rows": len(erased)})
     return ErasureReport(len(erased), operation_id)

@@ -50,6 +50,7 @@ def prune(
     models: type[Any] | str | Iterable[type[Any] | str] | None = None,
     batch_size: int = 5000,
     max_batches: int | None = None,
+    anchor_key: bytes | str | None = None,
     bind: Engine | Connection | Session | None = None,
     table_name: str | None = None,
     table_schema: str | None = None,
@@ -77,6 +78,7 @@ def prune(
         models: Tracked classes or table names; ``None``: every table.
         batch_size: Rows deleted per transaction.
         max_batches: Stop after this many batches (``None``: until done).
+        anchor_key: The key the anchors were made with, if any (:func:`anchor_changes`).
         bind: Engine, Connection or Session whose engine to use; default: the config's.
         table_name: The change table's name when not the config's.
         table_schema: Its schema.
@@ -88,7 +90,7 @@ def prune(
 
     Raises:
         OperationError: a naive or missing ``before``, a batch size below one, an
-            untracked model.
+            untracked model, anchors made with a key and not this ``anchor_key``.
         NotConfiguredError: no ``bind`` and no config.
 
     Example:
@@ -110,6 +112,8 @@ def prune(
     log = target.operations
     arguments = {"before": before, "models": names or None, "batch_size": size}
     with target.engine.begin() as connection:
+        # Checked before anything is deleted: the chain is redone with it at the end.
+        sign = _anchors.check_key(connection, table, anchor_key, "prune")
         operation_id = log_start(connection, log, "prune", arguments, performed_by)
     conditions = [table.c.changed_at < before]
     if names:
@@ -157,7 +161,7 @@ def prune(
             break
     with target.engine.begin() as connection:
         detail = {"first_id": first, "last_id": last, "batches": batches}
-        detail["anchors"] = _anchors.rechain(connection, table)
+        detail["anchors"] = _anchors.rechain(connection, table, sign)
         log_finish(
             connection, log, operation_id, deleted, detail, status="done" if complete else "partial"
         )
