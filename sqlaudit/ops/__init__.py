@@ -39,10 +39,7 @@ before, by the flush hooks or by the database triggers.
 """
 
 from sqlaudit.ops._anchors import AnchorReport as AnchorReport
-from sqlaudit.ops._anchors import Problem as Problem
-from sqlaudit.ops._anchors import VerifyReport as VerifyReport
 from sqlaudit.ops._anchors import anchor_changes as anchor_changes
-from sqlaudit.ops._anchors import verify as verify
 from sqlaudit.ops._erase import ERASED as ERASED
 from sqlaudit.ops._erase import ErasureReport as ErasureReport
 from sqlaudit.ops._erase import erase as erase
@@ -53,6 +50,9 @@ from sqlaudit.ops._prune import PruneReport as PruneReport
 from sqlaudit.ops._prune import prune as prune
 from sqlaudit.ops._sensitive import clear_sensitive_fields as clear_sensitive_fields
 from sqlaudit.ops._sensitive import set_sensitive_fields as set_sensitive_fields
+from sqlaudit.ops._verify import Problem as Problem
+from sqlaudit.ops._verify import VerifyReport as VerifyReport
+from sqlaudit.ops._verify import verify as verify
 
 __all__ = [
     "AnchorReport",

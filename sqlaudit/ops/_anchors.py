@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -64,17 +64,18 @@ from sqlaudit.ops._export import EXPORT_FIELDS
 __all__ = [
     "GENESIS",
     "AnchorReport",
-    "Problem",
     "Signer",
-    "VerifyReport",
     "anchor_changes",
+    "block_digest",
     "build_anchors_table",
     "check_key",
     "forget",
+    "has_table",
+    "load_digests",
+    "read_rows",
     "rechain",
     "redigest",
     "signer",
-    "verify",
 ]
 
 GENESIS = "0" * 64
@@ -130,7 +131,7 @@ def _canonical(row: Row[Any]) -> bytes:
     return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def _block_digest(digests: str) -> str:
+def block_digest(digests: str) -> str:
     return hashlib.sha256(digests.encode()).hexdigest()
 
 
@@ -183,7 +184,7 @@ def check_key(connection: Connection, table: Table, key: bytes | str | None, wha
     """
     chosen = signer(key, what)
     anchors = build_anchors_table(table)
-    if not _has(connection, anchors):
+    if not has_table(connection, anchors):
         return chosen
     found = connection.execute(select(anchors.c.key_id).limit(1)).scalar()
     if found is None or found == chosen.key_id:
@@ -207,11 +208,11 @@ def _dump(pairs: Iterable[tuple[int, str]]) -> str:
     return json.dumps([[i, d] for i, d in pairs], separators=(",", ":"))
 
 
-def _load(digests: str) -> dict[int, str]:
+def load_digests(digests: str) -> dict[int, str]:
     return {int(i): str(d) for i, d in json.loads(digests)}
 
 
-def _rows(
+def read_rows(
     connection: Connection, table: Table, low: int, high: int | None, limit: int | None
 ) -> Sequence[Row[Any]]:
     query = select(*(table.c[name] for name in EXPORT_FIELDS)).where(table.c.id > low)
@@ -242,7 +243,7 @@ class AnchorReport:
     head: str
 
 
-def _has(connection: Connection, table: Table) -> bool:
+def has_table(connection: Connection, table: Table) -> bool:
     return bool(sa_inspect(connection).has_table(table.name, schema=table.schema))
 
 
@@ -317,11 +318,11 @@ def anchor_changes(
             )
         while True:
             with target.engine.begin() as connection:
-                rows = _rows(connection, table, last, int(upto), size)
+                rows = read_rows(connection, table, last, int(upto), size)
                 if not rows:
                     break
                 digests = _dump((row.id, sign.row(row)) for row in rows)
-                block = _block_digest(digests)
+                block = block_digest(digests)
                 chain = sign.chain(head, block)
                 try:
                     connection.execute(
@@ -363,7 +364,7 @@ def forget(connection: Connection, table: Table, ids: list[int]) -> None:
     if not ids:
         return
     anchors = build_anchors_table(table)
-    if not _has(connection, anchors):
+    if not has_table(connection, anchors):
         return
     gone = set(ids)
     for anchor in connection.execute(
@@ -371,7 +372,7 @@ def forget(connection: Connection, table: Table, ids: list[int]) -> None:
         .where(anchors.c.last_id >= min(ids), anchors.c.first_id <= max(ids))
         .order_by(anchors.c.id)
     ):
-        kept = {i: d for i, d in _load(anchor.digests).items() if i not in gone}
+        kept = {i: d for i, d in load_digests(anchor.digests).items() if i not in gone}
         if not kept:
             connection.execute(delete(anchors).where(anchors.c.id == anchor.id))
             continue
@@ -384,7 +385,7 @@ def forget(connection: Connection, table: Table, ids: list[int]) -> None:
                 last_id=max(kept),
                 row_count=len(kept),
                 digests=digests,
-                block_digest=_block_digest(digests),
+                block_digest=block_digest(digests),
             )
         )
 
@@ -394,7 +395,7 @@ def redigest(connection: Connection, table: Table, ids: list[int], sign: Signer)
     if not ids:
         return
     anchors = build_anchors_table(table)
-    if not _has(connection, anchors):
+    if not has_table(connection, anchors):
         return
     wanted = set(ids)
     for anchor in connection.execute(
@@ -402,7 +403,7 @@ def redigest(connection: Connection, table: Table, ids: list[int], sign: Signer)
         .where(anchors.c.last_id >= min(ids), anchors.c.first_id <= max(ids))
         .order_by(anchors.c.id)
     ).all():
-        listed = _load(anchor.digests)
+        listed = load_digests(anchor.digests)
         mine = [i for i in listed if i in wanted]
         if not mine:
             continue
@@ -414,7 +415,7 @@ def redigest(connection: Connection, table: Table, ids: list[int], sign: Signer)
         connection.execute(
             update(anchors)
             .where(anchors.c.id == anchor.id)
-            .values(digests=digests, block_digest=_block_digest(digests))
+            .values(digests=digests, block_digest=block_digest(digests))
         )
     rechain(connection, table, sign)
 
@@ -425,7 +426,7 @@ def rechain(connection: Connection, table: Table, sign: Signer) -> int:
     Reads only the small columns of each anchor (not the digests).
     """
     anchors = build_anchors_table(table)
-    if not _has(connection, anchors):
+    if not has_table(connection, anchors):
         return 0
     previous = GENESIS
     rewritten = 0
@@ -444,205 +445,3 @@ def rechain(connection: Connection, table: Table, sign: Signer) -> int:
             rewritten += 1
         previous = chain
     return rewritten
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing :func:`verify` found wrong.
-
-    Attributes:
-        kind: ``"edited"``, ``"deleted"``, ``"inserted"`` (an id inside an anchored
-            range that no anchor lists) or ``"anchor"`` (an anchor whose chain or
-            digest does not hold).
-        change_id: The change row concerned (``None`` for an anchor problem).
-        anchor_id: The anchor whose block it is in.
-        message: What was found, in a sentence.
-
-    Example:
-        >>> Problem("edited", 42, 1, "change row 42 was edited after anchor 1").kind
-        'edited'
-    """
-
-    kind: str
-    change_id: int | None
-    anchor_id: int | None
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """What :func:`verify` checked and found.
-
-    Attributes:
-        ok: ``True`` when no problem was found.
-        problems: Each row edited, deleted or inserted out of order, and each broken anchor.
-        anchors_checked: Anchors read.
-        rows_checked: Change rows compared with their anchors.
-        unanchored_rows: Rows written after the last anchor (not checked).
-        head: The newest anchor's chain value: compare it with the one kept elsewhere.
-
-    Example:
-        >>> report = VerifyReport(ok=True, problems=[], anchors_checked=0, rows_checked=0,
-        ...                       unanchored_rows=5, head=GENESIS)
-        >>> report.ok
-        True
-    """
-
-    ok: bool
-    problems: list[Problem] = field(default_factory=list)
-    anchors_checked: int = 0
-    rows_checked: int = 0
-    unanchored_rows: int = 0
-    head: str = GENESIS
-
-
-def verify(
-    *,
-    expected_head: str | None = None,
-    key: bytes | str | None = None,
-    bind: Engine | Connection | Session | None = None,
-    table_name: str | None = None,
-    table_schema: str | None = None,
-    max_problems: int = 1000,
-    progress: Callable[[int], None] | None = None,
-) -> VerifyReport:
-    """Check every anchored change row against its anchor, and the anchors' chain.
-
-    Reads one anchor and its rows at a time (memory stays that of one block).
-
-    Args:
-        expected_head: A head kept outside the database: a problem is reported when
-            it is neither the newest anchor's chain value nor an earlier one.
-        key: The key the anchors were made with (:func:`anchor_changes`), if any.
-        bind: Engine, Connection or Session whose engine to use; default: the config's.
-        table_name: The change table's name when not the config's.
-        table_schema: Its schema.
-        max_problems: Stop listing problems after this many (``ok`` stays ``False``).
-        progress: Called after each anchor with the number of rows checked so far.
-
-    Returns:
-        A :class:`VerifyReport`; ``report.ok`` is ``True`` when nothing was found.
-
-    Raises:
-        OperationError: ``max_problems`` below one; no key, or another key, for anchors
-            made with one; a key for anchors made without one.
-
-    Example:
-        >>> report = verify()  # doctest: +SKIP
-        >>> report.ok, [p.message for p in report.problems]  # doctest: +SKIP
-        (False, ['change row 42 was edited after anchor 1 was written'])
-    """
-    limit = check_positive(max_problems, "max_problems", "verify")
-    signer(key, "verify")
-    target = resolve_target(bind, table_name, table_schema, "verify")
-    table = target.table
-    anchors = build_anchors_table(table)
-    problems: list[Problem] = []
-
-    def report(problem: Problem) -> None:
-        if len(problems) < limit:
-            problems.append(problem)
-
-    checked = count = 0
-    previous = GENESIS
-    last = 0
-    seen_heads = {GENESIS}
-    with target.engine.connect() as connection:
-        if not _has(connection, anchors):
-            counted = connection.execute(select(func.count()).select_from(table))
-            unanchored = int(counted.scalar_one())
-            ok = expected_head in (None, GENESIS)
-            if not ok:
-                report(Problem("anchor", None, None, "no anchors, but an expected head was given"))
-            return VerifyReport(ok, problems, 0, 0, unanchored, GENESIS)
-        sign = check_key(connection, table, key, "verify")
-        anchor_ids = list(connection.execute(select(anchors.c.id).order_by(anchors.c.id)).scalars())
-    for anchor_id in anchor_ids:
-        with target.engine.connect() as connection:
-            anchor = connection.execute(select(anchors).where(anchors.c.id == anchor_id)).one()
-            rows = _rows(connection, table, last, int(anchor.last_id), None)
-        count += 1
-        if anchor.previous != previous:
-            report(
-                Problem(
-                    "anchor",
-                    None,
-                    anchor.id,
-                    f"anchor {anchor.id} does not follow the anchor before it (an anchor "
-                    "was removed, or the chain rewritten)",
-                )
-            )
-        if _block_digest(anchor.digests) != anchor.block_digest or anchor.chain != sign.chain(
-            anchor.previous, anchor.block_digest
-        ):
-            report(
-                Problem(
-                    "anchor",
-                    None,
-                    anchor.id,
-                    f"anchor {anchor.id} was altered: its digests do not give its chain value",
-                )
-            )
-        listed = _load(anchor.digests)
-        for row in rows:
-            digest = listed.pop(int(row.id), None)
-            if digest is None:
-                report(
-                    Problem(
-                        "inserted",
-                        row.id,
-                        anchor.id,
-                        f"change row {row.id} is inside the range of anchor {anchor.id} "
-                        "but was not there when it was written (inserted out of order)",
-                    )
-                )
-            elif digest != sign.row(row):
-                report(
-                    Problem(
-                        "edited",
-                        row.id,
-                        anchor.id,
-                        f"change row {row.id} ({row.table_name} {row.resource_id} "
-                        f"{row.field_name}) was edited after anchor {anchor.id} was written",
-                    )
-                )
-        for missing in sorted(listed):
-            report(
-                Problem(
-                    "deleted",
-                    missing,
-                    anchor.id,
-                    f"change row {missing} was deleted after anchor {anchor.id} was "
-                    "written (and not by prune)",
-                )
-            )
-        checked += len(rows)
-        previous = str(anchor.chain)
-        seen_heads.add(previous)
-        last = int(anchor.last_id)
-        if progress is not None:
-            progress(checked)
-    with target.engine.connect() as connection:
-        unanchored = int(
-            connection.execute(
-                select(func.count()).select_from(table).where(table.c.id > last)
-            ).scalar_one()
-        )
-    if expected_head is not None and expected_head not in seen_heads:
-        report(
-            Problem(
-                "anchor",
-                None,
-                None,
-                f"the expected head {expected_head} is not in the chain: the anchors "
-                "were rewritten since it was taken (or it was taken elsewhere)",
-            )
-        )
-    ok = not problems
-    return VerifyReport(ok, problems, count, checked, unanchored, previous)
-
-
-def anchors_exist(engine: Engine, table: Table) -> bool:
-    """Return whether ``table`` has an anchors table."""
-    with engine.connect() as connection:
-        return _has(connection, build_anchors_table(table))
