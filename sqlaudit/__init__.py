@@ -21,7 +21,8 @@ per changed field::
 Everything listed in ``__all__`` is importable from here and from its documented
 submodule (:mod:`sqlaudit.config`, :mod:`sqlaudit.decorators`,
 :mod:`sqlaudit.hooks`, :mod:`sqlaudit.retrieval`, :mod:`sqlaudit.history`,
-:mod:`sqlaudit.migration`, :mod:`sqlaudit.triggers`, :mod:`sqlaudit.exceptions`).
+:mod:`sqlaudit.migration`, :mod:`sqlaudit.triggers`, :mod:`sqlaudit.ops`,
+:mod:`sqlaudit.exceptions`).
 """
 
 from sqlaudit.config import SQLAuditConfig as SQLAuditConfig
@@ -52,6 +53,7 @@ from sqlaudit.exceptions import HooksNotRegisteredWarning as HooksNotRegisteredW
 from sqlaudit.exceptions import InvalidCursorError as InvalidCursorError
 from sqlaudit.exceptions import InvalidTimeZoneError as InvalidTimeZoneError
 from sqlaudit.exceptions import NotConfiguredError as NotConfiguredError
+from sqlaudit.exceptions import OperationError as OperationError
 from sqlaudit.exceptions import RestoreError as RestoreError
 from sqlaudit.exceptions import RevertConflictError as RevertConflictError
 from sqlaudit.exceptions import SQLAuditError as SQLAuditError
@@ -81,6 +83,11 @@ from sqlaudit.history import revert_transaction as revert_transaction
 from sqlaudit.hooks import register_hooks as register_hooks
 from sqlaudit.hooks import unregister_hooks as unregister_hooks
 from sqlaudit.migration import upgrade_change_table as upgrade_change_table
+from sqlaudit.ops import anchor_changes as anchor_changes
+from sqlaudit.ops import erase as erase
+from sqlaudit.ops import export_changes as export_changes
+from sqlaudit.ops import prune as prune
+from sqlaudit.ops import verify as verify
 from sqlaudit.retrieval import Operation as Operation
 from sqlaudit.retrieval import ResourceChange as ResourceChange
 from sqlaudit.retrieval import TruncatedValue as TruncatedValue
@@ -111,6 +118,7 @@ __all__ = [
     "InvalidTimeZoneError",
     "NotConfiguredError",
     "Operation",
+    "OperationError",
     "Page",
     "ResourceChange",
     "ResourceEvent",
@@ -129,6 +137,7 @@ __all__ = [
     "UnknownTransactionError",
     "UntrackedModelError",
     "UserRequiredError",
+    "anchor_changes",
     "audit_context",
     "check_triggers",
     "clear_config",
@@ -139,6 +148,8 @@ __all__ = [
     "diff_resource",
     "disable_auditing",
     "drop_triggers",
+    "erase",
+    "export_changes",
     "get_aggregate_events",
     "get_changes",
     "get_config",
@@ -149,6 +160,7 @@ __all__ = [
     "get_resource_state",
     "get_transaction_changes",
     "install_triggers",
+    "prune",
     "record_baseline",
     "register_hooks",
     "register_type",
@@ -162,4 +174,5 @@ __all__ = [
     "unregister_type",
     "untrack_table",
     "upgrade_change_table",
+    "verify",
 ]

@@ -46,7 +46,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Dialect, Insert, String, Table, column, text
 from sqlalchemy.engine import Connection
 
-from sqlaudit import _large_values
+from sqlaudit import _large_values, _redact
 from sqlaudit._schema import CHANGE_COLUMNS
 
 __all__ = ["write_changes"]
@@ -242,6 +242,9 @@ def write_changes(
 ) -> None:
     """Insert change rows (values in :data:`CHANGE_COLUMNS` order) in one statement.
 
+    Values of fields declared sensitive (:func:`sqlaudit.ops.set_sensitive_fields`)
+    are stored as a keyed digest or masked.
+
     A row too large for one MySQL/MariaDB statement (``max_allowed_packet``) is
     written on its own, in pieces (:mod:`sqlaudit._large_values`); every other row
     goes out as below.
@@ -264,6 +267,9 @@ def write_changes(
         ])
     """
     if rows:
+        # Sensitive fields (sqlaudit.ops.set_sensitive_fields) are digested or masked
+        # here, where every row written from Python passes.
+        rows = _redact.redact(rows)
         _large_values.write_changes(connection, table, rows, execution_options, _write_batch)
 
 

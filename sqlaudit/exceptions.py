@@ -21,10 +21,11 @@ exceptions keeps working::
     ├── FilterError (ValueError)               a retrieval filter that cannot match
     │   └── InvalidCursorError                 a page cursor from another query, or altered
     ├── FilterTypeError (TypeError)            a retrieval filter of the wrong type
-    └── HistoryError (ValueError)              a history read or restore that cannot be answered
-        ├── UnknownTransactionError            a transaction id with no change rows
-        ├── RestoreError                       a restore that cannot be written
-        └── RevertConflictError                later or unaudited changes to what is undone
+    ├── HistoryError (ValueError)              a history read or restore that cannot be answered
+    │   ├── UnknownTransactionError            a transaction id with no change rows
+    │   ├── RestoreError                       a restore that cannot be written
+    │   └── RevertConflictError                later or unaudited changes to what is undone
+    └── OperationError (ValueError)            prune, erase, export, verify given bad arguments
 
     SQLAuditWarning (UserWarning)
     ├── AuditContextWarning                    an audit_context left where it was not entered
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidTimeZoneError",
     "NotConfiguredError",
+    "OperationError",
     "RestoreError",
     "RevertConflictError",
     "SQLAuditConfigError",
@@ -333,6 +335,19 @@ class RevertConflictError(HistoryError):
             f"{action} would overwrite {len(self.conflicts)} later change(s): {lines}. "
             "Check them, then pass overwrite=True to proceed anyway."
         )
+
+
+class OperationError(SQLAuditError, ValueError):
+    """An operation (prune, erase, export, verify) given arguments it cannot act on.
+
+    Example:
+        >>> from sqlaudit.ops import prune
+        >>> try:
+        ...     prune(before="yesterday")
+        ... except OperationError as exc:
+        ...     print(type(exc).__name__)
+        OperationError
+    """
 
 
 class SQLAuditWarning(UserWarning):

@@ -98,6 +98,7 @@ def import_legacy_history(
     batch_size: int = 500,
     source_time_zone: str | tzinfo = "UTC",
     legacy_schema: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> LegacyImport:
     """Copy the history kept in sqlaudit 0.7's tables into the change table.
 
@@ -108,6 +109,7 @@ def import_legacy_history(
         batch_size: 0.7 records per committed batch.
         source_time_zone: The zone of 0.7's naive timestamps (IANA name or tzinfo).
         legacy_schema: The schema of the 0.7 tables (default: the default schema).
+        progress: Called after each committed batch with the number of records read so far.
 
     Returns:
         What was read, copied and skipped.
@@ -155,6 +157,8 @@ def import_legacy_history(
             imported += len(todo)
             written += len(rows)
             batches += 1
+        if progress is not None:
+            progress(seen)
     return LegacyImport(seen, imported, skipped, written, batches)
 
 

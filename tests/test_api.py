@@ -24,6 +24,7 @@ SUBMODULES = [
     "sqlaudit.history",
     "sqlaudit.migration",
     "sqlaudit.triggers",
+    "sqlaudit.ops",
     "sqlaudit.exceptions",
 ]
 

@@ -1,0 +1,71 @@
+"""Running an audit trail in production: export, retention, erasure and tamper evidence.
+
+Each operation works on the change table of the config set with
+:func:`sqlaudit.set_config`, or on any database given as ``bind=`` (an Engine)
+with ``table_name=``, which is how the ``sqlaudit`` command line works from a URL
+alone::
+
+    from datetime import UTC, datetime, timedelta
+    from sqlaudit.ops import (
+        anchor_changes, erase, export_changes, prune, set_sensitive_fields, verify,
+    )
+
+    # ship new rows to a warehouse, resuming where the last run stopped
+    with open("changes.jsonl", "a") as out:
+        report = export_changes(out, after=saved_cursor)
+    saved_cursor = report.cursor
+
+    # keep one year, in short batches, while the application writes on
+    prune(datetime.now(UTC) - timedelta(days=365), batch_size=5000)
+
+    # a person asks to be forgotten
+    erase(session, model=Customer, resource_ids=[2], reason="request 118")
+    session.commit()
+
+    # never store an e-mail address in clear, only a keyed digest
+    set_sensitive_fields(Customer, {"email": "digest"}, key=AUDIT_KEY)
+
+    # tamper evidence: anchor from a cron job, check whenever
+    anchor_changes()
+    assert verify().ok
+
+Prune, erase and anchoring are recorded in the operations log,
+``<change table>_operations`` (created on first use): what was asked, by whom,
+when, and how many rows it touched. Anchors live in ``<change table>_anchors``.
+:data:`ERASED` (``"[erased]"``) is what an erased value reads back as;
+:data:`EXPORT_FIELDS` names an exported row's fields, in CSV column order.
+Nothing here adds work to the write path: change rows are written exactly as
+before, by the flush hooks or by the database triggers.
+"""
+
+from sqlaudit.ops._anchors import AnchorReport as AnchorReport
+from sqlaudit.ops._anchors import anchor_changes as anchor_changes
+from sqlaudit.ops._erase import ERASED as ERASED
+from sqlaudit.ops._erase import ErasureReport as ErasureReport
+from sqlaudit.ops._erase import erase as erase
+from sqlaudit.ops._export import EXPORT_FIELDS as EXPORT_FIELDS
+from sqlaudit.ops._export import ExportReport as ExportReport
+from sqlaudit.ops._export import export_changes as export_changes
+from sqlaudit.ops._prune import PruneReport as PruneReport
+from sqlaudit.ops._prune import prune as prune
+from sqlaudit.ops._sensitive import clear_sensitive_fields as clear_sensitive_fields
+from sqlaudit.ops._sensitive import set_sensitive_fields as set_sensitive_fields
+from sqlaudit.ops._verify import Problem as Problem
+from sqlaudit.ops._verify import VerifyReport as VerifyReport
+from sqlaudit.ops._verify import verify as verify
+
+__all__ = [
+    "AnchorReport",
+    "ErasureReport",
+    "ExportReport",
+    "Problem",
+    "PruneReport",
+    "VerifyReport",
+    "anchor_changes",
+    "clear_sensitive_fields",
+    "erase",
+    "export_changes",
+    "prune",
+    "set_sensitive_fields",
+    "verify",
+]
