@@ -91,3 +91,13 @@ def test_the_docs_have_the_alembic_and_migration_pages():
     for page in ("alembic", "migrating-from-0.7"):
         assert f"\n{page}\n" in index
         assert (ROOT / "docs" / f"{page}.md").exists()
+
+
+def test_every_subpackage_is_in_the_distribution():
+    """Each package directory under sqlaudit/ is listed for setuptools, so a built wheel holds it."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "sqlaudit").rglob("__init__.py")
+    }
+    assert on_disk == listed
