@@ -73,7 +73,7 @@ class SQLAudit(Contestant):
     name = "sqlaudit"
     label = "sqlaudit"
     granularity = "field"
-    distribution = "sqlaudit"
+    distribution = "sqlaudit-trail"
     audit_table = "sqlaudit_changes"
     read_old_values = True
 
