@@ -1,0 +1,312 @@
+"""Logging statements: Core cursor events write one log row per statement, in its transaction."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import event, insert
+from sqlalchemy.engine import Connection, Engine
+
+from sqlaudit import _clock
+from sqlaudit.config import get_config, has_config
+from sqlaudit.context import _Unset, current_context
+from sqlaudit.exceptions import RecoveryError
+from sqlaudit.querylog._table import (
+    LOG_TABLE,
+    MASK,
+    build_log_table,
+    create_log_table,
+    encode_parameters,
+)
+
+__all__ = ["QueryLog", "log_queries", "statement_kind"]
+
+_BUSY: Final = "sqlaudit.querylog.busy"
+_STARTED: Final = "sqlaudit.querylog.started"
+_TRANSACTION: Final = "sqlaudit.querylog.transaction"
+_STATEMENTS = ("writes", "all")
+_FIRST_WORD = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(?\s*(\w+)", re.DOTALL)
+_KINDS = {
+    "insert": "insert",
+    "replace": "insert",
+    "update": "update",
+    "delete": "delete",
+    "select": "select",
+    "show": "select",
+    "pragma": "select",
+    "explain": "select",
+    "describe": "select",
+    "values": "select",
+    "create": "ddl",
+    "alter": "ddl",
+    "drop": "ddl",
+    "truncate": "ddl",
+    "comment": "ddl",
+    "rename": "ddl",
+}
+# Transaction control is not logged: a replay runs each logged transaction in one of its
+# own, and what a rolled-back savepoint ran was dropped from the log with it.
+_CONTROL = frozenset({"begin", "commit", "rollback", "savepoint", "release", "start", "end"})
+_BIND_SUFFIX = re.compile(r"(?:_m\d+|__\d+|_\d+)+$")
+
+
+def statement_kind(statement: str) -> str:
+    """Return the kind of a SQL statement, from its first word.
+
+    Returns:
+        ``insert``, ``update``, ``delete``, ``select``, ``ddl``, ``control`` (transaction
+        control, never logged) or ``text`` (anything else, such as ``WITH`` or ``CALL``).
+
+    Example:
+        >>> statement_kind("UPDATE customers SET name = ?"), statement_kind("WITH x AS (...)")
+        ('update', 'text')
+    """
+    match = _FIRST_WORD.match(statement)
+    word = match.group(1).lower() if match else ""
+    if word in _CONTROL:
+        return "control"
+    return _KINDS.get(word, "text")
+
+
+@dataclass(eq=False)
+class QueryLog:
+    """A query log installed by :func:`log_queries`; :meth:`remove` uninstalls it.
+
+    Example:
+        >>> log = log_queries(of=engine)  # doctest: +SKIP
+        >>> log.remove()  # doctest: +SKIP
+    """
+
+    target: Engine | Connection
+    statements: str
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+    mask_columns: frozenset[str]
+    _listeners: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.table = build_log_table()
+        self._own = re.compile(rf"\b{LOG_TABLE}\b", re.IGNORECASE)
+
+    def install(self) -> None:
+        create_log_table(self.table, self.target)
+        for name, listener in (
+            ("before_cursor_execute", self._before),
+            ("after_cursor_execute", self._after),
+        ):
+            event.listen(self.target, name, listener)
+            self._listeners.append((name, listener))
+
+    def remove(self) -> None:
+        """Stop logging (the log table and its rows stay).
+
+        Example:
+            >>> log.remove()  # doctest: +SKIP
+        """
+        while self._listeners:
+            name, listener = self._listeners.pop()
+            event.remove(self.target, name, listener)
+
+    # --- the events -------------------------------------------------------------------
+
+    def _before(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if conn.info.get(_BUSY):
+            return
+        conn.info[_STARTED] = (_clock.utc_now(), time.perf_counter())
+
+    def _after(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if conn.info.get(_BUSY):
+            return
+        started = conn.info.pop(_STARTED, None)
+        if started is None:
+            return
+        duration = time.perf_counter() - started[1]
+        kind = statement_kind(statement)
+        if kind == "control" or (kind == "select" and self.statements == "writes"):
+            return
+        if self._own.search(statement):
+            return
+        rowcount = getattr(cursor, "rowcount", -1)
+        dialect = conn.dialect
+        values = _parameter_sets(parameters, executemany)
+        if self.mask_columns:
+            values = self._mask(values, context, executemany)
+        text, _ = encode_parameters(values, dialect.paramstyle, executemany)
+        row = {
+            "transaction_id": _transaction_id(conn),
+            "kind": kind,
+            "dialect": f"{dialect.name}+{dialect.driver}",
+            "statement": statement,
+            "parameters": text,
+            "executemany": bool(executemany),
+            "started_at": started[0],
+            "duration": duration,
+            "row_count": rowcount if isinstance(rowcount, int) and rowcount >= 0 else None,
+            **_who(self.extra),
+        }
+        conn.info[_BUSY] = True
+        try:
+            conn.execute(insert(self.table).values(row))
+        finally:
+            conn.info[_BUSY] = False
+
+    def _mask(self, values: Any, context: Any, many: bool) -> Any:
+        masked = self.mask_columns
+
+        def hidden(name: str) -> bool:
+            return name in masked or _BIND_SUFFIX.sub("", name) in masked
+
+        def one_set(one: Any) -> Any:
+            if isinstance(one, dict):
+                return {k: (MASK if hidden(str(k)) else v) for k, v in one.items()}
+            names = _positions(context)
+            if not names:
+                return one
+            return [
+                MASK if hidden(names[index % len(names)]) else value
+                for index, value in enumerate(one)
+            ]
+
+        if many:
+            return [one_set(one) for one in values]
+        return one_set(values)
+
+
+def _positions(context: Any) -> list[str]:
+    compiled = getattr(context, "compiled", None)
+    names = getattr(compiled, "positiontup", None)
+    return [str(name) for name in names] if names else []
+
+
+def _parameter_sets(parameters: Any, executemany: bool) -> Any:
+    if executemany:
+        return [_one_set(one) for one in parameters or ()]
+    return _one_set(parameters)
+
+
+def _one_set(parameters: Any) -> Any:
+    if parameters is None:
+        return []
+    if isinstance(parameters, Mapping):
+        return dict(parameters)
+    return list(parameters)
+
+
+def _transaction_id(conn: Connection) -> str | None:
+    """Return the id of the connection's database transaction (``None``: autocommit)."""
+    transaction = conn.get_transaction()
+    if transaction is None:
+        return None
+    current = conn.info.get(_TRANSACTION)
+    # The transaction object itself is kept, so a later one is never taken for it.
+    if current is not None and current[0] is transaction:
+        same: str = current[1]
+        return same
+    new = str(uuid.uuid4())
+    conn.info[_TRANSACTION] = (transaction, new)
+    return new
+
+
+def _who(extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None) -> dict[str, Any]:
+    context = current_context()
+    user = context.user_id
+    if isinstance(user, _Unset):
+        user = get_config().current_user_id() if has_config() else None
+    stored = context.stored_extra() or {}
+    more = extra() if callable(extra) else extra
+    if more:
+        stored["extra"] = {**stored.get("extra", {}), **more}
+    return {
+        "changed_by": user,
+        "extra": json.dumps(stored, separators=(",", ":"), default=str) if stored else None,
+    }
+
+
+def log_queries(
+    *,
+    of: Engine | Connection,
+    to: Engine | None = None,
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    statements: str = "writes",
+    mask_columns: Iterable[str] = (),
+) -> QueryLog:
+    """Log every statement run on ``of`` into the query log table, in its own transaction.
+
+    Each entry keeps the statement's kind, dialect, SQL, parameters (encoded like change
+    values; an executemany keeps its batch), start time (UTC), duration, row count,
+    the id of its database transaction, and the user, reason and extra metadata of the
+    :func:`~sqlaudit.audit_context` in force. The entry is written on the same
+    connection, inside the statement's transaction: what rolls back leaves no entry
+    (a rolled-back savepoint drops its entries too). Statements on the log table itself
+    and transaction control (``BEGIN``, ``SAVEPOINT``...) are never logged.
+
+    Args:
+        of: The engine (or one connection) whose statements are logged. The log table,
+            ``sqlaudit_query_log``, is created there if missing.
+        to: Another database to keep the log in. Not supported yet: pass ``None``.
+        extra: Metadata added to every entry (a mapping, or a function returning one).
+        statements: ``"writes"`` (everything but reads) or ``"all"``.
+        mask_columns: Column (bind parameter) names whose values are stored as
+            ``masked:``; such an entry is refused by replay. Raw SQL with positional
+            parameters cannot be masked by name.
+
+    Returns:
+        A :class:`QueryLog`; call its ``remove()`` to stop logging.
+
+    Raises:
+        RecoveryError: ``of`` is not an engine or connection, ``to`` is given, or
+            ``statements`` is neither ``"writes"`` nor ``"all"``.
+
+    Known blind spots: values the database generates (sequence numbers, ``now()``
+    defaults) are generated again on replay; a sequence number consumed by a
+    rolled-back insert is not, so keys generated after one may differ on replay.
+
+    Example:
+        >>> log = log_queries(of=engine, mask_columns=["password"])  # doctest: +SKIP
+        >>> with Session(engine) as session:  # doctest: +SKIP
+        ...     session.add(Customer(name="Ada")); session.commit()
+        >>> log.remove()  # doctest: +SKIP
+    """
+    if not isinstance(of, (Engine, Connection)):
+        raise RecoveryError(
+            f"log_queries(of=...) takes an Engine or a Connection, not {type(of).__name__} "
+            f"{of!r}: pass create_engine(url)."
+        )
+    if to is not None:
+        raise RecoveryError(
+            "log_queries(to=...) (a log in another database) is not supported yet: pass "
+            "to=None to keep the log in the same database, inside each transaction."
+        )
+    if statements not in _STATEMENTS:
+        raise RecoveryError(
+            f"log_queries(statements={statements!r}): pass 'writes' (the default) or 'all'."
+        )
+    if isinstance(mask_columns, str):
+        raise RecoveryError(
+            f"log_queries(mask_columns={mask_columns!r}) takes a list of column names: "
+            f"pass [{mask_columns!r}]."
+        )
+    log = QueryLog(of, statements, extra, frozenset(mask_columns))
+    log.install()
+    return log
