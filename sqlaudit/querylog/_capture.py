@@ -149,6 +149,9 @@ class QueryLog:
             return
         rowcount = getattr(cursor, "rowcount", -1)
         dialect = conn.dialect
+        # An "insertmanyvalues" batch is reported as an executemany, with one parameter
+        # set for its multi-row VALUES: it is run (and replayed) as one statement.
+        executemany = executemany and _is_batch(parameters)
         values = _parameter_sets(parameters, executemany)
         if self.mask_columns:
             values = self._mask(values, context, executemany)
@@ -197,6 +200,12 @@ def _positions(context: Any) -> list[str]:
     compiled = getattr(context, "compiled", None)
     names = getattr(compiled, "positiontup", None)
     return [str(name) for name in names] if names else []
+
+
+def _is_batch(parameters: Any) -> bool:
+    if isinstance(parameters, Mapping) or not isinstance(parameters, (list, tuple)):
+        return False
+    return all(isinstance(one, (Mapping, list, tuple)) for one in parameters)
 
 
 def _parameter_sets(parameters: Any, executemany: bool) -> Any:
