@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -128,7 +129,13 @@ def encode_parameters(parameters: Any, paramstyle: str, many: bool) -> tuple[str
         if isinstance(value, _Masked):
             masked = True
             return MASKED
-        return _codec.encode(_plain(value))
+        wrapped = _json_wrapped(value)
+        if wrapped is not None:
+            return {"json": wrapped}
+        if isinstance(value, (list, tuple)):
+            # An array parameter (PostgreSQL): each element encoded on its own.
+            return {"array": [one(element) for element in value]}
+        return _codec.encode(value)
 
     def one_set(values: Any) -> Any:
         if isinstance(values, dict):
@@ -143,16 +150,28 @@ def encode_parameters(parameters: Any, paramstyle: str, many: bool) -> tuple[str
     return text, masked
 
 
-def _decode_set(values: Any) -> Any:
+def _decode_set(values: Any, driver: str) -> Any:
     if isinstance(values, dict):
-        return {key: _decode_value(value) for key, value in values.items()}
-    return tuple(_decode_value(value) for value in values)
+        return {key: _decode_value(value, driver) for key, value in values.items()}
+    return tuple(_decode_value(value, driver) for value in values)
 
 
-def _decode_value(value: Any) -> Any:
+def _decode_value(value: Any, driver: str) -> Any:
+    if isinstance(value, dict):
+        if "array" in value:
+            return [_decode_value(element, driver) for element in value["array"]]
+        return _json_parameter(value["json"], driver)
     if value == MASKED:
         return value
     return _codec.decode(value)
+
+
+def _json_parameter(text: str, driver: str) -> Any:
+    """Return a JSON parameter wrapped as the driver that logged it wrapped it."""
+    module = {"psycopg": "psycopg.types.json", "psycopg2": "psycopg2.extras"}.get(driver)
+    if module is None:
+        return text
+    return importlib.import_module(module).Json(json.loads(text))
 
 
 def to_entry(row: Any) -> LogEntry:
@@ -161,11 +180,12 @@ def to_entry(row: Any) -> LogEntry:
         json.loads(row.parameters) if row.parameters else {"style": "", "values": []}
     )
     values = stored["values"]
+    driver = row.dialect.partition("+")[2]
     if row.executemany:
-        parameters: Any = [_decode_set(one) for one in values]
+        parameters: Any = [_decode_set(one, driver) for one in values]
         flat = [v for one in values for v in (one.values() if isinstance(one, dict) else one)]
     else:
-        parameters = _decode_set(values)
+        parameters = _decode_set(values, driver)
         flat = list(values.values() if isinstance(values, dict) else values)
     extra = json.loads(row.extra) if row.extra else {}
     reason = extra.pop("reason", None)
@@ -197,9 +217,13 @@ class _Masked:
 MASK: Final = _Masked()
 
 
-def _plain(value: Any) -> Any:
-    """Unwrap a driver's parameter wrapper (psycopg's ``Json``) into what it holds, as text."""
-    wrapped = getattr(value, "obj", None)
-    if wrapped is not None and type(value).__name__ in ("Json", "Jsonb"):
-        return json.dumps(wrapped)
-    return value
+def _json_wrapped(value: Any) -> str | None:
+    """Return the JSON text a driver's JSON wrapper (psycopg's ``Json``) holds, else ``None``."""
+    kind = type(value)
+    if kind.__name__ not in ("Json", "Jsonb"):
+        return None
+    if kind.__module__.startswith("psycopg2"):
+        return json.dumps(value.adapted)
+    if kind.__module__.startswith("psycopg"):
+        return json.dumps(value.obj)
+    return None
