@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Audit
+from querylog_support import checksum, rows, second_engine
 from sqlalchemy import String, create_engine, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
@@ -15,8 +17,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlaudit import disable_auditing, track_table
 from sqlaudit.exceptions import RecoveryError, UntrackedModelError
 from sqlaudit.querylog import rebuild_table
-from tests.conftest import Audit
-from tests.querylog_support import checksum, rows, second_engine
 
 
 @pytest.fixture

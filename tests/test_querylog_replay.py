@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from querylog_support import checksum, rows, second_engine
 from sqlalchemy import Integer, Numeric, String, create_engine, insert, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
@@ -16,7 +17,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sqlaudit.exceptions import RecoveryError, ReplayError
 from sqlaudit.querylog import log_queries, read_log, replay
-from tests.querylog_support import checksum, rows, second_engine
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Audit
+from querylog_support import checksum, clean, second_url
 from sqlalchemy import Integer, String, create_engine, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlaudit import audit_context, track_table
 from sqlaudit.querylog import log_queries, rebuild_table, replay
-from tests.conftest import Audit
-from tests.querylog_support import checksum, clean, second_url
 
 TABLES = ["customers", "notes", "sqlaudit_changes"]
 
