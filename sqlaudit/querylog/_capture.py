@@ -91,6 +91,8 @@ class QueryLog:
 
     def __post_init__(self) -> None:
         self.table = build_log_table()
+        # One statement object, so SQLAlchemy's compiled cache serves every entry.
+        self._insert = insert(self.table).inline()
         self._own = re.compile(rf"\b{LOG_TABLE}\b", re.IGNORECASE)
 
     def install(self) -> None:
@@ -170,7 +172,7 @@ class QueryLog:
         }
         conn.info[_BUSY] = True
         try:
-            conn.execute(insert(self.table).values(row))
+            conn.execute(self._insert, row)
         finally:
             conn.info[_BUSY] = False
 

@@ -126,7 +126,15 @@ def encode_parameters(parameters: Any, paramstyle: str, many: bool) -> tuple[str
 
     def one(value: Any) -> Any:
         nonlocal masked
-        if isinstance(value, _Masked):
+        # The commonest parameters first, encoded exactly as _codec.encode does.
+        kind = type(value)
+        if kind is str:
+            return "str:" + value
+        if kind is int:
+            return f"int:{value}"
+        if value is None:
+            return None
+        if kind is _Masked:
             masked = True
             return MASKED
         wrapped = _json_wrapped(value)
