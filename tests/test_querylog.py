@@ -220,7 +220,15 @@ def test_bad_arguments_name_the_fix() -> None:
         log_queries(of="sqlite://")  # type: ignore[arg-type]
     with pytest.raises(RecoveryError, match="'writes' \\(the default\\) or 'all'"):
         log_queries(of=engine, statements="reads")
-    with pytest.raises(RecoveryError, match="not supported yet"):
-        log_queries(of=engine, to=create_engine("sqlite://"))
+    with pytest.raises(
+        RecoveryError, match="takes an Engine \\(the database to keep the log in\\)"
+    ):
+        log_queries(of=engine, to="sqlite://")  # type: ignore[arg-type]
+    with engine.connect() as connection, pytest.raises(RecoveryError, match="pass the engine"):
+        log_queries(of=connection, to=create_engine("sqlite://"))
+    log = log_queries(of=engine)
+    with pytest.raises(RecoveryError, match="nothing to drain"):
+        log.drain()
+    log.remove()
     with pytest.raises(SQLAuditError, match=r"pass \['secret'\]"):
         log_queries(of=engine, mask_columns="secret")

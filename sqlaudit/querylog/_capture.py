@@ -1,4 +1,8 @@
-"""Logging statements: Core cursor events write one log row per statement, in its transaction."""
+"""Logging statements: Core cursor events write one log row per statement, in its transaction.
+
+With ``to=other_engine`` the rows go to an outbox table in the same transaction, and
+:meth:`QueryLog.drain` delivers the committed ones to the other database, once each.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import event, insert
+from sqlalchemy import delete, event, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from sqlaudit import _clock
@@ -20,6 +24,7 @@ from sqlaudit.exceptions import RecoveryError
 from sqlaudit.querylog._table import (
     LOG_TABLE,
     MASK,
+    OUTBOX_TABLE,
     build_log_table,
     create_log_table,
     encode_parameters,
@@ -84,19 +89,23 @@ class QueryLog:
     """
 
     target: Engine | Connection
+    destination: Engine | None
     statements: str
     extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
     mask_columns: frozenset[str]
     _listeners: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.table = build_log_table()
+        name = LOG_TABLE if self.destination is None else OUTBOX_TABLE
+        self.table = build_log_table(name=name)
         # One statement object, so SQLAlchemy's compiled cache serves every entry.
         self._insert = insert(self.table).inline()
-        self._own = re.compile(rf"\b{LOG_TABLE}\b", re.IGNORECASE)
+        self._own = re.compile(rf"\b(?:{LOG_TABLE}|{OUTBOX_TABLE})\b", re.IGNORECASE)
 
     def install(self) -> None:
         create_log_table(self.table, self.target)
+        if self.destination is not None:
+            create_log_table(build_log_table(), self.destination)
         for name, listener in (
             ("before_cursor_execute", self._before),
             ("after_cursor_execute", self._after),
@@ -113,6 +122,63 @@ class QueryLog:
         while self._listeners:
             name, listener = self._listeners.pop()
             event.remove(self.target, name, listener)
+
+    def drain(self, *, batch_size: int = 1000) -> int:
+        """Deliver the committed entries of the outbox to the ``to`` database.
+
+        Entries are copied in the order they were logged, then deleted from the outbox.
+        Each carries a unique key, so when a drain dies between the copy and the delete,
+        the next one finds those keys delivered and only deletes them: every committed
+        entry reaches the destination exactly once. Run one drain at a time (a
+        concurrent one fails on the unique key, delivering nothing twice).
+
+        Returns:
+            How many entries were delivered.
+
+        Raises:
+            RecoveryError: the log was made without ``to=``.
+
+        Example:
+            >>> log = log_queries(of=engine, to=log_engine)  # doctest: +SKIP
+            >>> log.drain()  # after commits, or from a job  # doctest: +SKIP
+            3
+        """
+        if self.destination is None:
+            raise RecoveryError(
+                "drain() delivers the outbox of log_queries(to=...); this log writes into "
+                "its own database, so there is nothing to drain."
+            )
+        destination = build_log_table()
+        engine = self.target
+        assert isinstance(engine, Engine)  # log_queries() refuses to= with a Connection
+        delivered = 0
+        while True:
+            with engine.connect() as source:
+                rows = source.execute(
+                    select(self.table).order_by(self.table.c.id).limit(batch_size)
+                ).all()
+                source.rollback()
+            if not rows:
+                return delivered
+            keys = [row.entry_key for row in rows]
+            with self.destination.begin() as connection:
+                present = set(
+                    connection.scalars(
+                        select(destination.c.entry_key).where(destination.c.entry_key.in_(keys))
+                    )
+                )
+                fresh = [
+                    {name: value for name, value in row._mapping.items() if name != "id"}
+                    for row in rows
+                    if row.entry_key not in present
+                ]
+                if fresh:
+                    connection.execute(insert(destination), fresh)
+            with engine.begin() as source:
+                source.execute(
+                    delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
+                )
+            delivered += len(fresh)
 
     # --- the events -------------------------------------------------------------------
 
@@ -168,6 +234,7 @@ class QueryLog:
             "started_at": started[0],
             "duration": duration,
             "row_count": rowcount if isinstance(rowcount, int) and rowcount >= 0 else None,
+            "entry_key": None if self.destination is None else str(uuid.uuid4()),
             **_who(self.extra),
         }
         conn.info[_BUSY] = True
@@ -262,7 +329,7 @@ def log_queries(
     statements: str = "writes",
     mask_columns: Iterable[str] = (),
 ) -> QueryLog:
-    """Log every statement run on ``of`` into the query log table, in its own transaction.
+    """Log every statement run on ``of`` into the query log table, in the statement's transaction.
 
     Each entry keeps the statement's kind, dialect, SQL, parameters (encoded like change
     values; an executemany keeps its batch), start time (UTC), duration, row count,
@@ -275,7 +342,10 @@ def log_queries(
     Args:
         of: The engine (or one connection) whose statements are logged. The log table,
             ``sqlaudit_query_log``, is created there if missing.
-        to: Another database to keep the log in. Not supported yet: pass ``None``.
+        to: Another database to keep the log in (an Engine). Entries are then written
+            to an outbox table, ``sqlaudit_query_outbox``, in ``of``'s database, inside each
+            transaction, and :meth:`QueryLog.drain` delivers the committed ones to
+            ``sqlaudit_query_log`` on ``to``, exactly once. ``of`` must be an Engine.
         extra: Metadata added to every entry (a mapping, or a function returning one).
         statements: ``"writes"`` (everything but reads) or ``"all"``.
         mask_columns: Column (bind parameter) names whose values are stored as
@@ -286,8 +356,9 @@ def log_queries(
         A :class:`QueryLog`; call its ``remove()`` to stop logging.
 
     Raises:
-        RecoveryError: ``of`` is not an engine or connection, ``to`` is given, or
-            ``statements`` is neither ``"writes"`` nor ``"all"``.
+        RecoveryError: ``of`` is not an engine or connection, ``to`` is not an engine
+            (or given with a connection as ``of``), or ``statements`` is neither
+            ``"writes"`` nor ``"all"``.
 
     Known blind spots: values the database generates (sequence numbers, ``now()``
     defaults) are generated again on replay; a sequence number consumed by a
@@ -304,10 +375,15 @@ def log_queries(
             f"log_queries(of=...) takes an Engine or a Connection, not {type(of).__name__} "
             f"{of!r}: pass create_engine(url)."
         )
-    if to is not None:
+    if to is not None and not isinstance(to, Engine):
         raise RecoveryError(
-            "log_queries(to=...) (a log in another database) is not supported yet: pass "
-            "to=None to keep the log in the same database, inside each transaction."
+            f"log_queries(to=...) takes an Engine (the database to keep the log in), not "
+            f"{type(to).__name__}: pass create_engine(url), or None for the same database."
+        )
+    if to is not None and not isinstance(of, Engine):
+        raise RecoveryError(
+            "log_queries(to=...) needs of= to be an Engine, since drain() opens connections "
+            "of its own on it: pass the engine, not one connection."
         )
     if statements not in _STATEMENTS:
         raise RecoveryError(
@@ -318,6 +394,6 @@ def log_queries(
             f"log_queries(mask_columns={mask_columns!r}) takes a list of column names: "
             f"pass [{mask_columns!r}]."
         )
-    log = QueryLog(of, statements, extra, frozenset(mask_columns))
+    log = QueryLog(of, to, statements, extra, frozenset(mask_columns))
     log.install()
     return log

@@ -24,9 +24,19 @@ from sqlalchemy.engine import Connection, Engine
 from sqlaudit import _codec
 from sqlaudit._schema import UTCDateTime
 
-__all__ = ["LOG_TABLE", "MASKED", "LogEntry", "build_log_table", "create_log_table", "to_entry"]
+__all__ = [
+    "LOG_TABLE",
+    "MASKED",
+    "OUTBOX_TABLE",
+    "LogEntry",
+    "build_log_table",
+    "create_log_table",
+    "to_entry",
+]
 
 LOG_TABLE: Final = "sqlaudit_query_log"
+# Where log_queries(to=other_engine) keeps entries until drain() delivers them.
+OUTBOX_TABLE: Final = "sqlaudit_query_outbox"
 # What a masked parameter value is stored as: it cannot be replayed.
 MASKED: Final = "masked:"
 _MYSQL = ("mysql", "mariadb")
@@ -43,15 +53,18 @@ def _name(length: int) -> String:
     )
 
 
-def build_log_table(metadata: MetaData | None = None) -> Table:
-    """Return the query log table (``sqlaudit_query_log``) on ``metadata``.
+def build_log_table(metadata: MetaData | None = None, name: str = LOG_TABLE) -> Table:
+    """Return the query log table (``sqlaudit_query_log``, or the outbox) on ``metadata``.
+
+    ``entry_key`` is set on entries that travel through the outbox: unique, it makes a
+    retried delivery a no-op.
 
     Example:
         >>> build_log_table().name
         'sqlaudit_query_log'
     """
     return Table(
-        LOG_TABLE,
+        name,
         metadata if metadata is not None else MetaData(),
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("transaction_id", _name(36), nullable=True),
@@ -65,6 +78,7 @@ def build_log_table(metadata: MetaData | None = None) -> Table:
         Column("row_count", Integer, nullable=True),
         Column("changed_by", _name(255), nullable=True),
         Column("extra", _text(), nullable=True),
+        Column("entry_key", _name(36), nullable=True, unique=True),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
     )
