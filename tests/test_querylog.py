@@ -143,6 +143,26 @@ def test_reads_are_not_logged_by_default(engine: Engine, item: type[Any], logged
     assert read_log(engine) == []
 
 
+def test_reads_can_be_sampled(engine: Engine, item: type[Any], base: type[DeclarativeBase]) -> None:
+    """sample=0 logs no read and every write; sample=1 logs every read."""
+    base.metadata.create_all(engine)
+    for sample, reads in ((0.0, 0), (1.0, 3)):
+        log = log_queries(of=engine, statements="all", sample=sample)
+        try:
+            with engine.begin() as connection:
+                connection.execute(delete(item))
+                for _ in range(3):
+                    connection.execute(select(item)).all()
+        finally:
+            log.remove()
+        kinds = [entry.kind for entry in read_log(engine)]
+        assert kinds.count("select") == reads
+        with engine.begin() as connection:
+            connection.execute(text("delete from sqlaudit_query_log"))
+    with pytest.raises(RecoveryError, match="a number from 0 to 1"):
+        log_queries(of=engine, sample=2)
+
+
 def test_who_and_why_come_from_the_audit_context(
     engine: Engine, item: type[Any], base: type[DeclarativeBase]
 ) -> None:

@@ -7,6 +7,7 @@ With ``to=other_engine`` the rows go to an outbox table in the same transaction,
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 import uuid
@@ -93,6 +94,7 @@ class QueryLog:
     statements: str
     extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
     mask_columns: frozenset[str]
+    sample: float = 1.0
     _listeners: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -211,7 +213,11 @@ class QueryLog:
             return
         duration = time.perf_counter() - started[1]
         kind = statement_kind(statement)
-        if kind == "control" or (kind == "select" and self.statements == "writes"):
+        if kind == "control":
+            return
+        if kind == "select" and (
+            self.statements == "writes" or (self.sample < 1.0 and random.random() >= self.sample)
+        ):
             return
         if self._own.search(statement):
             return
@@ -328,6 +334,7 @@ def log_queries(
     extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     statements: str = "writes",
     mask_columns: Iterable[str] = (),
+    sample: float = 1.0,
 ) -> QueryLog:
     """Log every statement run on ``of`` into the query log table, in the statement's transaction.
 
@@ -348,6 +355,8 @@ def log_queries(
             ``sqlaudit_query_log`` on ``to``, exactly once. ``of`` must be an Engine.
         extra: Metadata added to every entry (a mapping, or a function returning one).
         statements: ``"writes"`` (everything but reads) or ``"all"``.
+        sample: With ``statements="all"``, the share of reads logged, drawn at random
+            per read (``0.01``: one in a hundred); writes are always logged.
         mask_columns: Column (bind parameter) names whose values are stored as
             ``masked:``; such an entry is refused by replay. Raw SQL with positional
             parameters cannot be masked by name.
@@ -389,11 +398,16 @@ def log_queries(
         raise RecoveryError(
             f"log_queries(statements={statements!r}): pass 'writes' (the default) or 'all'."
         )
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 <= sample <= 1:
+        raise RecoveryError(
+            f"log_queries(sample={sample!r}) takes the share of reads to log, a number from "
+            "0 to 1 (0.01: one read in a hundred)."
+        )
     if isinstance(mask_columns, str):
         raise RecoveryError(
             f"log_queries(mask_columns={mask_columns!r}) takes a list of column names: "
             f"pass [{mask_columns!r}]."
         )
-    log = QueryLog(of, to, statements, extra, frozenset(mask_columns))
+    log = QueryLog(of, to, statements, extra, frozenset(mask_columns), float(sample))
     log.install()
     return log
