@@ -93,6 +93,47 @@ def test_a_rolled_back_savepoint_drops_its_entries(
     assert "savepoint" not in " ".join(e.statement.lower() for e in entries)
 
 
+def test_nested_savepoints_keep_what_was_released(
+    engine: Engine, item: type[Any], logged: QueryLog
+) -> None:
+    """An inner savepoint rolled back drops its entry; the released outer one keeps its own."""
+    with engine.begin() as connection:
+        outer = connection.begin_nested()
+        connection.execute(insert(item), {"id": 1, "name": "kept"})
+        inner = connection.begin_nested()
+        connection.execute(insert(item), {"id": 2, "name": "dropped"})
+        inner.rollback()
+        outer.commit()
+        connection.execute(insert(item), {"id": 3, "name": "kept too"})
+    logged_names = [repr(entry.parameters) for entry in read_log(engine)]
+    assert len(logged_names) == 2
+    assert "dropped" not in " ".join(logged_names)
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_transactions_are_logged_in_commit_order(
+    engine: Engine, item: type[Any], logged: QueryLog
+) -> None:
+    """Entries are written at commit: a transaction that commits first comes first in the log."""
+    with engine.connect() as first, engine.connect() as second:
+        first.execute(insert(item), {"id": 1, "name": "began first"})
+        second.execute(insert(item), {"id": 2, "name": "committed first"})
+        second.commit()
+        first.commit()
+    entries = read_log(engine)
+    assert "committed first" in repr(entries[0].parameters)
+    assert "began first" in repr(entries[1].parameters)
+
+
+def test_autocommit_statements_are_logged_at_once(
+    engine: Engine, item: type[Any], logged: QueryLog
+) -> None:
+    """With AUTOCOMMIT, each statement commits itself, and its entry is written with it."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(insert(item), {"id": 1, "name": "Ada"})
+        assert len(read_log(engine)) == 1
+
+
 def test_one_transaction_shares_one_id_and_the_next_gets_another(
     engine: Engine, item: type[Any], logged: QueryLog
 ) -> None:

@@ -36,6 +36,8 @@ __all__ = ["QueryLog", "log_queries", "statement_kind"]
 _BUSY: Final = "sqlaudit.querylog.busy"
 _STARTED: Final = "sqlaudit.querylog.started"
 _TRANSACTION: Final = "sqlaudit.querylog.transaction"
+_PENDING: Final = "sqlaudit.querylog.pending"  # entries of the transaction, written at commit
+_MARKS: Final = "sqlaudit.querylog.savepoints"  # per open savepoint: entries pending before it
 _STATEMENTS = ("writes", "all")
 _FIRST_WORD = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(?\s*(\w+)", re.DOTALL)
 _KINDS = {
@@ -111,6 +113,12 @@ class QueryLog:
         for name, listener in (
             ("before_cursor_execute", self._before),
             ("after_cursor_execute", self._after),
+            ("begin", self._forget),
+            ("commit", self._flush),
+            ("rollback", self._forget),
+            ("savepoint", self._mark),
+            ("rollback_savepoint", self._back_to),
+            ("release_savepoint", self._release),
         ):
             event.listen(self.target, name, listener)
             self._listeners.append((name, listener))
@@ -182,7 +190,49 @@ class QueryLog:
                 )
             delivered += len(fresh)
 
-    # --- the events -------------------------------------------------------------------
+    # --- the transaction events ---------------------------------------------------------
+    #
+    # Entries wait in conn.info until the transaction commits, then go in with one
+    # multi-row INSERT just before the COMMIT: one statement per transaction instead of
+    # one per statement, and the log's ids follow the order transactions committed in.
+    # A rollback (or a rolled-back savepoint) drops what it undid.
+
+    def _forget(self, conn: Connection) -> None:
+        conn.info.pop(_PENDING, None)
+        conn.info.pop(_MARKS, None)
+
+    def _mark(self, conn: Connection, name: str | None) -> None:
+        # The event comes before the savepoint is named; savepoints nest, so a stack
+        # of "entries pending before it" matches them.
+        conn.info.setdefault(_MARKS, []).append(len(conn.info.get(_PENDING, ())))
+
+    def _release(self, conn: Connection, name: str, context: Any) -> None:
+        marks = conn.info.get(_MARKS)
+        if marks:
+            marks.pop()
+
+    def _back_to(self, conn: Connection, name: str, context: Any) -> None:
+        marks = conn.info.get(_MARKS)
+        pending = conn.info.get(_PENDING)
+        if marks:
+            mark = marks.pop()
+            if pending is not None:
+                del pending[mark:]
+
+    def _flush(self, conn: Connection) -> None:
+        pending = conn.info.pop(_PENDING, None)
+        conn.info.pop(_MARKS, None)
+        if pending:
+            self._write(conn, pending)
+
+    def _write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.info[_BUSY] = True
+        try:
+            conn.execute(self._insert, rows)
+        finally:
+            conn.info[_BUSY] = False
+
+    # --- the cursor events ------------------------------------------------------------
 
     def _before(
         self,
@@ -243,11 +293,10 @@ class QueryLog:
             "entry_key": None if self.destination is None else str(uuid.uuid4()),
             **_who(self.extra),
         }
-        conn.info[_BUSY] = True
-        try:
-            conn.execute(self._insert, row)
-        finally:
-            conn.info[_BUSY] = False
+        if _autocommit(conn):
+            self._write(conn, [row])
+        else:
+            conn.info.setdefault(_PENDING, []).append(row)
 
     def _mask(self, values: Any, context: Any, many: bool) -> Any:
         masked = self.mask_columns
@@ -269,6 +318,14 @@ class QueryLog:
         if many:
             return [one_set(one) for one in values]
         return one_set(values)
+
+
+def _autocommit(conn: Connection) -> bool:
+    """Tell whether each statement commits on its own (no COMMIT will come to write at)."""
+    level = conn.get_execution_options().get("isolation_level")
+    if level is None:
+        level = getattr(conn.dialect, "isolation_level", None)
+    return level == "AUTOCOMMIT"
 
 
 def _positions(context: Any) -> list[str]:

@@ -88,7 +88,11 @@ def read_log(log: Engine | Connection) -> list[LogEntry]:
 
 
 def _in_order(entries: Iterable[LogEntry]) -> list[LogEntry]:
-    """Group entries by transaction, transactions in the order of their last entry."""
+    """Group entries by transaction, transactions in the order of their last entry.
+
+    A transaction's entries are written together at its commit, so this is commit order
+    (and stays right for a log whose entries were written one by one).
+    """
     groups: dict[Any, list[LogEntry]] = {}
     for entry in entries:
         key = entry.transaction_id if entry.transaction_id is not None else ("auto", entry.id)
@@ -109,9 +113,8 @@ def replay(
 ) -> ReplayResult:
     """Re-run the logged writes against ``target_engine``, in commit order.
 
-    Each logged transaction is replayed in one transaction on the target, and
-    transactions follow the order of their last statement in the log (the order
-    they committed in, for transactions whose writes did not interleave); the
+    Each logged transaction is replayed in one transaction on the target, in the order
+    transactions committed (the log writes a transaction's entries at its commit); the
     statements of one transaction follow their order in the log. Reads are never
     replayed.
 
