@@ -126,6 +126,9 @@ class QueryLog:
     def remove(self) -> None:
         """Stop logging (the log table and its rows stay).
 
+        Entries of transactions still open, not yet written (they are written at commit),
+        are dropped.
+
         Example:
             >>> log.remove()  # doctest: +SKIP
         """
@@ -426,9 +429,12 @@ def log_queries(
             (or given with a connection as ``of``), or ``statements`` is neither
             ``"writes"`` nor ``"all"``.
 
-    Known blind spots: values the database generates (sequence numbers, ``now()``
-    defaults) are generated again on replay; a sequence number consumed by a
-    rolled-back insert is not, so keys generated after one may differ on replay.
+    Known blind spots: the user and reason come from the ambient ``audit_context`` (or
+    ``get_user_id_callback``), not from ``set_session_context``: the log sees connections,
+    not Sessions; the transaction id is the log's own, not the change rows'. Values the
+    database generates (sequence numbers, ``now()`` defaults) are generated again on
+    replay; a sequence number consumed by a rolled-back insert is not, so keys generated
+    after one may differ on replay.
 
     Example:
         >>> log = log_queries(of=engine, mask_columns=["password"])  # doctest: +SKIP
