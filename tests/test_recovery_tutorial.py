@@ -62,6 +62,11 @@ def restore_backup(backup: Path, engine: Engine, directory: Path) -> Engine:
         shutil.copyfile(backup, str(restored.url.database))
         return restored
     clean(restored)
+    if restored.dialect.name == "postgresql":
+        # Functions and types left by an earlier restore are not tables: start empty.
+        with restored.begin() as connection:
+            connection.execute(text("drop schema public cascade"))
+            connection.execute(text("create schema public"))
     target = restored.url
     host = target.host or "127.0.0.1"
     if target.get_backend_name() == "postgresql":
