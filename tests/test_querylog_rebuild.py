@@ -78,6 +78,19 @@ def test_rows_with_an_incomplete_history_are_reported(
     assert [row[0] for row in rows(other, "customers")] == [2]
 
 
+def test_the_change_rows_are_read_with_the_session_given(
+    audit: Audit, customer: type[Any], other: Engine
+) -> None:
+    """session= reads inside that Session: its uncommitted change rows count."""
+    with audit.Session() as session:
+        session.add(customer(id=1, name="not committed", email=None))
+        session.flush()
+        result = rebuild_table(customer, at=datetime.now(UTC), target=other, session=session)
+        session.rollback()
+    assert result.rows_written == 1
+    assert [row[1] for row in rows(other, "customers")] == ["not committed"]
+
+
 def test_a_target_table_with_rows_is_refused(
     audit: Audit, customer: type[Any], other: Engine
 ) -> None:
