@@ -13,6 +13,8 @@ database URL alone, ``--url`` (or ``SQLAUDIT_URL``)::
     sqlaudit --url sqlite:///app.db prune --older-than 365d --yes
     sqlaudit --url sqlite:///app.db export --cursor-file export.cursor >> changes.jsonl
     sqlaudit --url sqlite:///app.db verify --anchor
+    sqlaudit --url sqlite:///app.db replay sqlite:///restored.db --until 2026-01-31T12:00
+    sqlaudit --app myapp.audit:config rebuild Customer sqlite:///rebuilt.db --at 2026-01-31
 
 Listing commands take ``--format table|json|csv`` (JSON lines). Long commands
 (``prune``, ``export``, ``verify``, ``baseline``, ``import-0.7``) show a progress bar
@@ -737,6 +739,92 @@ def import_07(
             f"imported {report.records_imported} records ({report.rows_written} rows), "
             f"skipped {report.records_skipped} already imported"
         )
+
+
+@cli.command("replay")
+@click.argument("target_url")
+@click.option("--since", help="Only statements started at or after this date, time or age.")
+@click.option("--until", help="Only statements started before this date, time or age.")
+@click.option("--start-at", type=int, help="Resume at this log entry (printed by a failure).")
+@click.option("--dry-run", is_flag=True, help="List the statements, run nothing.")
+@_format
+@click.pass_obj
+def replay_command(
+    state: _State,
+    target_url: str,
+    since: str | None,
+    until: str | None,
+    start_at: int | None,
+    dry_run: bool,
+    output_format: str,
+) -> None:
+    """Re-run the query log's writes (from --url) on the database at TARGET_URL.
+
+    A failure prints the statement and the --start-at to resume with, and exits 1.
+    """
+    from sqlaudit.querylog import replay
+
+    with _errors():
+        log_engine = create_engine(state.url) if state.url else state.engine()
+        target = create_engine(target_url)
+        try:
+            result = replay(
+                log_engine,
+                target,
+                since=_moment(since, "--since"),
+                until=_moment(until, "--until"),
+                dry_run=dry_run,
+                start_at=start_at,
+            )
+        finally:
+            target.dispose()
+            if state.url:
+                log_engine.dispose()
+        if dry_run:
+            _emit(
+                [
+                    {
+                        "id": entry.id,
+                        "started": entry.started_at,
+                        "kind": entry.kind,
+                        "transaction": entry.transaction_id,
+                        "statement": " ".join(entry.statement.split()),
+                    }
+                    for entry in result.entries
+                ],
+                output_format,
+                "statements to replay",
+            )
+            click.echo(f"would replay {result.count} statements", err=True)
+        else:
+            click.echo(f"replayed {result.count} statements")
+
+
+@cli.command("rebuild")
+@click.argument("model")
+@click.argument("target_url")
+@click.option("--at", "at", required=True, help="The moment: a date, a time or an age (30d).")
+@click.pass_obj
+def rebuild_command(state: _State, model: str, target_url: str, at: str) -> None:
+    """Write MODEL's rows as they were --at into its table on TARGET_URL (needs --app)."""
+    from sqlaudit.querylog import rebuild_table
+
+    with _errors():
+        state.setup(needs_models=True)
+        target = create_engine(target_url)
+        try:
+            moment = _moment(at, "--at")
+            assert moment is not None
+            result = rebuild_table(_model(model), at=moment, target=target)
+        finally:
+            target.dispose()
+        click.echo(f"rebuilt {result.rows_written} rows of {result.table_name}")
+        if result.incomplete:
+            click.echo(
+                f"{len(result.incomplete)} rows not rebuilt, their history is incomplete: "
+                + ", ".join(result.incomplete),
+                err=True,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

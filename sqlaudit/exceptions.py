@@ -25,7 +25,9 @@ exceptions keeps working::
     │   ├── UnknownTransactionError            a transaction id with no change rows
     │   ├── RestoreError                       a restore that cannot be written
     │   └── RevertConflictError                later or unaudited changes to what is undone
-    └── OperationError (ValueError)            prune, erase, export, verify given bad arguments
+    ├── OperationError (ValueError)            prune, erase, export, verify given bad arguments
+    └── RecoveryError (ValueError)             query log, replay or rebuild given bad arguments
+        └── ReplayError                        a replayed statement failed (with its position)
 
     SQLAuditWarning (UserWarning)
     ├── AuditContextWarning                    an audit_context left where it was not entered
@@ -61,6 +63,8 @@ __all__ = [
     "InvalidTimeZoneError",
     "NotConfiguredError",
     "OperationError",
+    "RecoveryError",
+    "ReplayError",
     "RestoreError",
     "RevertConflictError",
     "SQLAuditConfigError",
@@ -348,6 +352,51 @@ class OperationError(SQLAuditError, ValueError):
         ...     print(type(exc).__name__)
         OperationError
     """
+
+
+class RecoveryError(SQLAuditError, ValueError):
+    """The query log, a replay or a table rebuild given arguments it cannot act on.
+
+    Example:
+        >>> from sqlaudit.querylog import log_queries
+        >>> try:
+        ...     log_queries(of="sqlite://")
+        ... except RecoveryError as exc:
+        ...     print(type(exc).__name__)
+        RecoveryError
+    """
+
+
+class ReplayError(RecoveryError):
+    """A statement of the query log failed when replayed; the replay stopped there.
+
+    Attributes:
+        entry_id: The log entry (its ``id``) whose statement failed.
+        position: Its place (1-based) in the replay order of this call.
+        resume_at: The log entry to pass as ``start_at=`` to resume: the first statement
+            of the failed statement's transaction, which was rolled back on the target.
+        replayed: How many statements committed on the target before the failure.
+
+    Example:
+        >>> err = ReplayError("entry 7 failed", entry_id=7, position=3, resume_at=6, replayed=1)
+        >>> err.entry_id, err.resume_at
+        (7, 6)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entry_id: int | None = None,
+        position: int | None = None,
+        resume_at: int | None = None,
+        replayed: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.entry_id = entry_id
+        self.position = position
+        self.resume_at = resume_at
+        self.replayed = replayed
 
 
 class SQLAuditWarning(UserWarning):

@@ -25,6 +25,7 @@ SUBMODULES = [
     "sqlaudit.migration",
     "sqlaudit.triggers",
     "sqlaudit.ops",
+    "sqlaudit.querylog",
     "sqlaudit.exceptions",
 ]
 

@@ -1,0 +1,43 @@
+"""The query log and point-in-time recovery: log statements, replay them, rebuild tables.
+
+Two logs make two kinds of recovery. The **query log** keeps every write statement
+run on an engine (its SQL, typed parameters, transaction, time, and who and why from
+:func:`~sqlaudit.audit_context`), written in the statement's own transaction, so a
+rollback leaves no entry. :func:`replay` re-runs those statements, transaction by
+transaction, on a restored backup::
+
+    from sqlaudit.querylog import log_queries, rebuild_table, replay
+
+    log = log_queries(of=engine)              # from now on, every write is logged
+    ...                                        # (backup taken at `backup_time`)
+    replay(engine, restored_engine, since=backup_time, until=mistake_time)
+
+The **change log** (the field-level history sqlaudit keeps) rebuilds one tracked
+table as it was at a moment, with no backup at all::
+
+    rebuild_table(Customer, at=mistake_time, target=other_engine)
+
+The tutorial, :doc:`/recovery`, walks through both; it is also a test.
+"""
+
+from sqlaudit.querylog._capture import QueryLog as QueryLog
+from sqlaudit.querylog._capture import log_queries as log_queries
+from sqlaudit.querylog._capture import statement_kind as statement_kind
+from sqlaudit.querylog._rebuild import RebuildResult as RebuildResult
+from sqlaudit.querylog._rebuild import rebuild_table as rebuild_table
+from sqlaudit.querylog._replay import ReplayResult as ReplayResult
+from sqlaudit.querylog._replay import read_log as read_log
+from sqlaudit.querylog._replay import replay as replay
+from sqlaudit.querylog._table import LogEntry as LogEntry
+
+__all__ = [
+    "LogEntry",
+    "QueryLog",
+    "RebuildResult",
+    "ReplayResult",
+    "log_queries",
+    "read_log",
+    "rebuild_table",
+    "replay",
+    "statement_kind",
+]

@@ -1,0 +1,476 @@
+"""Logging statements: Core cursor events write one log row per statement, in its transaction.
+
+With ``to=other_engine`` the rows go to an outbox table in the same transaction, and
+:meth:`QueryLog.drain` delivers the committed ones to the other database, once each.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import delete, event, insert, select
+from sqlalchemy.engine import Connection, Engine
+
+from sqlaudit import _clock
+from sqlaudit.config import get_config, has_config
+from sqlaudit.context import _Unset, current_context
+from sqlaudit.exceptions import RecoveryError
+from sqlaudit.querylog._table import (
+    LOG_TABLE,
+    MASK,
+    OUTBOX_TABLE,
+    build_log_table,
+    create_log_table,
+    encode_parameters,
+)
+
+__all__ = ["QueryLog", "log_queries", "statement_kind"]
+
+_BUSY: Final = "sqlaudit.querylog.busy"
+_STARTED: Final = "sqlaudit.querylog.started"
+_TRANSACTION: Final = "sqlaudit.querylog.transaction"
+_PENDING: Final = "sqlaudit.querylog.pending"  # entries of the transaction, written at commit
+_MARKS: Final = "sqlaudit.querylog.savepoints"  # per open savepoint: entries pending before it
+_STATEMENTS = ("writes", "all")
+_FIRST_WORD = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(?\s*(\w+)", re.DOTALL)
+_KINDS = {
+    "insert": "insert",
+    "replace": "insert",
+    "update": "update",
+    "delete": "delete",
+    "select": "select",
+    "show": "select",
+    "pragma": "select",
+    "explain": "select",
+    "describe": "select",
+    "values": "select",
+    "create": "ddl",
+    "alter": "ddl",
+    "drop": "ddl",
+    "truncate": "ddl",
+    "comment": "ddl",
+    "rename": "ddl",
+}
+# Transaction control is not logged: a replay runs each logged transaction in one of its
+# own, and what a rolled-back savepoint ran was dropped from the log with it.
+_CONTROL = frozenset({"begin", "commit", "rollback", "savepoint", "release", "start", "end"})
+_BIND_SUFFIX = re.compile(r"(?:_m\d+|__\d+|_\d+)+$")
+
+
+def statement_kind(statement: str) -> str:
+    """Return the kind of a SQL statement, from its first word.
+
+    Returns:
+        ``insert``, ``update``, ``delete``, ``select``, ``ddl``, ``control`` (transaction
+        control, never logged) or ``text`` (anything else, such as ``WITH`` or ``CALL``).
+
+    Example:
+        >>> statement_kind("UPDATE customers SET name = ?"), statement_kind("WITH x AS (...)")
+        ('update', 'text')
+    """
+    match = _FIRST_WORD.match(statement)
+    word = match.group(1).lower() if match else ""
+    if word in _CONTROL:
+        return "control"
+    return _KINDS.get(word, "text")
+
+
+@dataclass(eq=False)
+class QueryLog:
+    """A query log installed by :func:`log_queries`; :meth:`remove` uninstalls it.
+
+    Example:
+        >>> log = log_queries(of=engine)  # doctest: +SKIP
+        >>> log.remove()  # doctest: +SKIP
+    """
+
+    target: Engine | Connection
+    destination: Engine | None
+    statements: str
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+    mask_columns: frozenset[str]
+    sample: float = 1.0
+    _listeners: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        name = LOG_TABLE if self.destination is None else OUTBOX_TABLE
+        self.table = build_log_table(name=name)
+        # One statement object, so SQLAlchemy's compiled cache serves every entry.
+        self._insert = insert(self.table).inline()
+        self._own = re.compile(rf"\b(?:{LOG_TABLE}|{OUTBOX_TABLE})\b", re.IGNORECASE)
+
+    def install(self) -> None:
+        create_log_table(self.table, self.target)
+        if self.destination is not None:
+            create_log_table(build_log_table(), self.destination)
+        for name, listener in (
+            ("before_cursor_execute", self._before),
+            ("after_cursor_execute", self._after),
+            ("begin", self._forget),
+            ("commit", self._flush),
+            ("rollback", self._forget),
+            ("savepoint", self._mark),
+            ("rollback_savepoint", self._back_to),
+            ("release_savepoint", self._release),
+        ):
+            event.listen(self.target, name, listener)
+            self._listeners.append((name, listener))
+
+    def remove(self) -> None:
+        """Stop logging (the log table and its rows stay).
+
+        Entries of transactions still open, not yet written (they are written at commit),
+        are dropped.
+
+        Example:
+            >>> log.remove()  # doctest: +SKIP
+        """
+        while self._listeners:
+            name, listener = self._listeners.pop()
+            event.remove(self.target, name, listener)
+
+    def drain(self, *, batch_size: int = 1000) -> int:
+        """Deliver the committed entries of the outbox to the ``to`` database.
+
+        Entries are copied in the order they were logged, then deleted from the outbox.
+        Each carries a unique key, so when a drain dies between the copy and the delete,
+        the next one finds those keys delivered and only deletes them: every committed
+        entry reaches the destination exactly once. Run one drain at a time (a
+        concurrent one fails on the unique key, delivering nothing twice).
+
+        Returns:
+            How many entries were delivered.
+
+        Raises:
+            RecoveryError: the log was made without ``to=``.
+
+        Example:
+            >>> log = log_queries(of=engine, to=log_engine)  # doctest: +SKIP
+            >>> log.drain()  # after commits, or from a job  # doctest: +SKIP
+            3
+        """
+        if self.destination is None:
+            raise RecoveryError(
+                "drain() delivers the outbox of log_queries(to=...); this log writes into "
+                "its own database, so there is nothing to drain."
+            )
+        destination = build_log_table()
+        engine = self.target
+        assert isinstance(engine, Engine)  # log_queries() refuses to= with a Connection
+        delivered = 0
+        while True:
+            with engine.connect() as source:
+                rows = source.execute(
+                    select(self.table).order_by(self.table.c.id).limit(batch_size)
+                ).all()
+                source.rollback()
+            if not rows:
+                return delivered
+            keys = [row.entry_key for row in rows]
+            with self.destination.begin() as connection:
+                present = set(
+                    connection.scalars(
+                        select(destination.c.entry_key).where(destination.c.entry_key.in_(keys))
+                    )
+                )
+                fresh = [
+                    {name: value for name, value in row._mapping.items() if name != "id"}
+                    for row in rows
+                    if row.entry_key not in present
+                ]
+                if fresh:
+                    connection.execute(insert(destination), fresh)
+            with engine.begin() as source:
+                source.execute(
+                    delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
+                )
+            delivered += len(fresh)
+
+    # --- the transaction events ---------------------------------------------------------
+    #
+    # Entries wait in conn.info until the transaction commits, then go in with one
+    # multi-row INSERT just before the COMMIT: one statement per transaction instead of
+    # one per statement, and the log's ids follow the order transactions committed in.
+    # A rollback (or a rolled-back savepoint) drops what it undid.
+
+    def _forget(self, conn: Connection) -> None:
+        conn.info.pop(_PENDING, None)
+        conn.info.pop(_MARKS, None)
+
+    def _mark(self, conn: Connection, name: str | None) -> None:
+        # The event comes before the savepoint is named; savepoints nest, so a stack
+        # of "entries pending before it" matches them.
+        conn.info.setdefault(_MARKS, []).append(len(conn.info.get(_PENDING, ())))
+
+    def _release(self, conn: Connection, name: str, context: Any) -> None:
+        marks = conn.info.get(_MARKS)
+        if marks:
+            marks.pop()
+
+    def _back_to(self, conn: Connection, name: str, context: Any) -> None:
+        marks = conn.info.get(_MARKS)
+        pending = conn.info.get(_PENDING)
+        if marks:
+            mark = marks.pop()
+            if pending is not None:
+                del pending[mark:]
+
+    def _flush(self, conn: Connection) -> None:
+        pending = conn.info.pop(_PENDING, None)
+        conn.info.pop(_MARKS, None)
+        if pending:
+            self._write(conn, pending)
+
+    def _write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.info[_BUSY] = True
+        try:
+            conn.execute(self._insert, rows)
+        finally:
+            conn.info[_BUSY] = False
+
+    # --- the cursor events ------------------------------------------------------------
+
+    def _before(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if conn.info.get(_BUSY):
+            return
+        conn.info[_STARTED] = (_clock.utc_now(), time.perf_counter())
+
+    def _after(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if conn.info.get(_BUSY):
+            return
+        started = conn.info.pop(_STARTED, None)
+        if started is None:
+            return
+        duration = time.perf_counter() - started[1]
+        kind = statement_kind(statement)
+        if kind == "control":
+            return
+        if kind == "select" and (
+            self.statements == "writes" or (self.sample < 1.0 and random.random() >= self.sample)
+        ):
+            return
+        if self._own.search(statement):
+            return
+        rowcount = getattr(cursor, "rowcount", -1)
+        dialect = conn.dialect
+        # An "insertmanyvalues" batch is reported as an executemany, with one parameter
+        # set for its multi-row VALUES: it is run (and replayed) as one statement.
+        executemany = executemany and _is_batch(parameters)
+        values = _parameter_sets(parameters, executemany)
+        if self.mask_columns:
+            values = self._mask(values, context, executemany)
+        text, _ = encode_parameters(values, dialect.paramstyle, executemany)
+        row = {
+            "transaction_id": _transaction_id(conn),
+            "kind": kind,
+            "dialect": f"{dialect.name}+{dialect.driver}",
+            "statement": statement,
+            "parameters": text,
+            "executemany": bool(executemany),
+            "started_at": started[0],
+            "duration": duration,
+            "row_count": rowcount if isinstance(rowcount, int) and rowcount >= 0 else None,
+            "entry_key": None if self.destination is None else str(uuid.uuid4()),
+            **_who(self.extra),
+        }
+        if _autocommit(conn):
+            self._write(conn, [row])
+        else:
+            conn.info.setdefault(_PENDING, []).append(row)
+
+    def _mask(self, values: Any, context: Any, many: bool) -> Any:
+        masked = self.mask_columns
+
+        def hidden(name: str) -> bool:
+            return name in masked or _BIND_SUFFIX.sub("", name) in masked
+
+        def one_set(one: Any) -> Any:
+            if isinstance(one, dict):
+                return {k: (MASK if hidden(str(k)) else v) for k, v in one.items()}
+            names = _positions(context)
+            if not names:
+                return one
+            return [
+                MASK if hidden(names[index % len(names)]) else value
+                for index, value in enumerate(one)
+            ]
+
+        if many:
+            return [one_set(one) for one in values]
+        return one_set(values)
+
+
+def _autocommit(conn: Connection) -> bool:
+    """Tell whether each statement commits on its own (no COMMIT will come to write at)."""
+    level = conn.get_execution_options().get("isolation_level")
+    if level is None:
+        level = getattr(conn.dialect, "isolation_level", None)
+    return level == "AUTOCOMMIT"
+
+
+def _positions(context: Any) -> list[str]:
+    compiled = getattr(context, "compiled", None)
+    names = getattr(compiled, "positiontup", None)
+    return [str(name) for name in names] if names else []
+
+
+def _is_batch(parameters: Any) -> bool:
+    if isinstance(parameters, Mapping) or not isinstance(parameters, (list, tuple)):
+        return False
+    return all(isinstance(one, (Mapping, list, tuple)) for one in parameters)
+
+
+def _parameter_sets(parameters: Any, executemany: bool) -> Any:
+    if executemany:
+        return [_one_set(one) for one in parameters or ()]
+    return _one_set(parameters)
+
+
+def _one_set(parameters: Any) -> Any:
+    if parameters is None:
+        return []
+    if isinstance(parameters, Mapping):
+        return dict(parameters)
+    return list(parameters)
+
+
+def _transaction_id(conn: Connection) -> str | None:
+    """Return the id of the connection's database transaction (``None``: autocommit)."""
+    transaction = conn.get_transaction()
+    if transaction is None:
+        return None
+    current = conn.info.get(_TRANSACTION)
+    # The transaction object itself is kept, so a later one is never taken for it.
+    if current is not None and current[0] is transaction:
+        same: str = current[1]
+        return same
+    new = str(uuid.uuid4())
+    conn.info[_TRANSACTION] = (transaction, new)
+    return new
+
+
+def _who(extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None) -> dict[str, Any]:
+    context = current_context()
+    user = context.user_id
+    if isinstance(user, _Unset):
+        user = get_config().current_user_id() if has_config() else None
+    stored = context.stored_extra() or {}
+    more = extra() if callable(extra) else extra
+    if more:
+        stored["extra"] = {**stored.get("extra", {}), **more}
+    return {
+        "changed_by": user,
+        "extra": json.dumps(stored, separators=(",", ":"), default=str) if stored else None,
+    }
+
+
+def log_queries(
+    *,
+    of: Engine | Connection,
+    to: Engine | None = None,
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    statements: str = "writes",
+    mask_columns: Iterable[str] = (),
+    sample: float = 1.0,
+) -> QueryLog:
+    """Log every statement run on ``of`` into the query log table, in the statement's transaction.
+
+    Each entry keeps the statement's kind, dialect, SQL, parameters (encoded like change
+    values; an executemany keeps its batch), start time (UTC), duration, row count,
+    the id of its database transaction, and the user, reason and extra metadata of the
+    :func:`~sqlaudit.audit_context` in force. The entry is written on the same
+    connection, inside the statement's transaction: what rolls back leaves no entry
+    (a rolled-back savepoint drops its entries too). Statements on the log table itself
+    and transaction control (``BEGIN``, ``SAVEPOINT``...) are never logged.
+
+    Args:
+        of: The engine (or one connection) whose statements are logged. The log table,
+            ``sqlaudit_query_log``, is created there if missing.
+        to: Another database to keep the log in (an Engine). Entries are then written
+            to an outbox table, ``sqlaudit_query_outbox``, in ``of``'s database, inside each
+            transaction, and :meth:`QueryLog.drain` delivers the committed ones to
+            ``sqlaudit_query_log`` on ``to``, exactly once. ``of`` must be an Engine.
+        extra: Metadata added to every entry (a mapping, or a function returning one).
+        statements: ``"writes"`` (everything but reads) or ``"all"``.
+        sample: With ``statements="all"``, the share of reads logged, drawn at random
+            per read (``0.01``: one in a hundred); writes are always logged.
+        mask_columns: Column (bind parameter) names whose values are stored as
+            ``masked:``; such an entry is refused by replay. Raw SQL with positional
+            parameters cannot be masked by name.
+
+    Returns:
+        A :class:`QueryLog`; call its ``remove()`` to stop logging.
+
+    Raises:
+        RecoveryError: ``of`` is not an engine or connection, ``to`` is not an engine
+            (or given with a connection as ``of``), or ``statements`` is neither
+            ``"writes"`` nor ``"all"``.
+
+    Known blind spots: the user and reason come from the ambient ``audit_context`` (or
+    ``get_user_id_callback``), not from ``set_session_context``: the log sees connections,
+    not Sessions; the transaction id is the log's own, not the change rows'. Values the
+    database generates (sequence numbers, ``now()`` defaults) are generated again on
+    replay; a sequence number consumed by a rolled-back insert is not, so keys generated
+    after one may differ on replay.
+
+    Example:
+        >>> log = log_queries(of=engine, mask_columns=["password"])  # doctest: +SKIP
+        >>> with Session(engine) as session:  # doctest: +SKIP
+        ...     session.add(Customer(name="Ada")); session.commit()
+        >>> log.remove()  # doctest: +SKIP
+    """
+    if not isinstance(of, (Engine, Connection)):
+        raise RecoveryError(
+            f"log_queries(of=...) takes an Engine or a Connection, not {type(of).__name__} "
+            f"{of!r}: pass create_engine(url)."
+        )
+    if to is not None and not isinstance(to, Engine):
+        raise RecoveryError(
+            f"log_queries(to=...) takes an Engine (the database to keep the log in), not "
+            f"{type(to).__name__}: pass create_engine(url), or None for the same database."
+        )
+    if to is not None and not isinstance(of, Engine):
+        raise RecoveryError(
+            "log_queries(to=...) needs of= to be an Engine, since drain() opens connections "
+            "of its own on it: pass the engine, not one connection."
+        )
+    if statements not in _STATEMENTS:
+        raise RecoveryError(
+            f"log_queries(statements={statements!r}): pass 'writes' (the default) or 'all'."
+        )
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 <= sample <= 1:
+        raise RecoveryError(
+            f"log_queries(sample={sample!r}) takes the share of reads to log, a number from "
+            "0 to 1 (0.01: one read in a hundred)."
+        )
+    if isinstance(mask_columns, str):
+        raise RecoveryError(
+            f"log_queries(mask_columns={mask_columns!r}) takes a list of column names: "
+            f"pass [{mask_columns!r}]."
+        )
+    log = QueryLog(of, to, statements, extra, frozenset(mask_columns), float(sample))
+    log.install()
+    return log

@@ -1,0 +1,242 @@
+"""Replaying the query log: logged writes, transaction by transaction, against another database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from sqlaudit.exceptions import RecoveryError, ReplayError
+from sqlaudit.querylog._table import LOG_TABLE, LogEntry, build_log_table, to_entry
+
+__all__ = ["ReplayResult", "read_log", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What :func:`replay` ran (or, in a dry run, would run).
+
+    Attributes:
+        entries: The log entries, in replay order.
+        dry_run: Whether nothing was run.
+
+    Example:
+        >>> result = replay(engine, restored, dry_run=True)  # doctest: +SKIP
+        >>> [entry.statement for entry in result.entries][:1]  # doctest: +SKIP
+        ['INSERT INTO customers (name) VALUES (?)']
+    """
+
+    entries: tuple[LogEntry, ...]
+    dry_run: bool
+
+    @property
+    def count(self) -> int:
+        """How many statements were (or would be) replayed.
+
+        Example:
+            >>> ReplayResult((), True).count
+            0
+        """
+        return len(self.entries)
+
+
+def _moment(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise RecoveryError(
+            f"replay({name}=...) takes a datetime, not {type(value).__name__} {value!r}."
+        )
+    if value.tzinfo is None:
+        raise RecoveryError(
+            f"replay({name}={value!r}) is naive: pass an aware datetime, such as "
+            f"{value!r}.replace(tzinfo=UTC); the log keeps UTC times."
+        )
+    return value.astimezone(UTC)
+
+
+def read_log(log: Engine | Connection) -> list[LogEntry]:
+    """Return every entry of the query log on ``log``, oldest first.
+
+    Raises:
+        RecoveryError: there is no query log table there.
+
+    Example:
+        >>> [entry.kind for entry in read_log(engine)]  # doctest: +SKIP
+        ['ddl', 'insert', 'update']
+    """
+    if not isinstance(log, (Engine, Connection)):
+        raise RecoveryError(
+            f"the query log is read from an Engine or a Connection, not {type(log).__name__}."
+        )
+    if not sa_inspect(log).has_table(LOG_TABLE):
+        raise RecoveryError(
+            f"{log.engine.url.render_as_string(hide_password=True)} has no {LOG_TABLE} "
+            "table: pass the database log_queries(of=...) wrote to."
+        )
+    table = build_log_table()
+    query = select(table).order_by(table.c.id)
+    if isinstance(log, Connection):
+        return [to_entry(row) for row in log.execute(query)]
+    with log.connect() as connection:
+        return [to_entry(row) for row in connection.execute(query)]
+
+
+def _in_order(entries: Iterable[LogEntry]) -> list[LogEntry]:
+    """Group entries by transaction, transactions in the order of their last entry.
+
+    A transaction's entries are written together at its commit, so this is commit order
+    (and stays right for a log whose entries were written one by one).
+    """
+    groups: dict[Any, list[LogEntry]] = {}
+    for entry in entries:
+        key = entry.transaction_id if entry.transaction_id is not None else ("auto", entry.id)
+        groups.setdefault(key, []).append(entry)
+    ordered = sorted(groups.values(), key=lambda group: group[-1].id)
+    return [entry for group in ordered for entry in group]
+
+
+def replay(
+    log_engine: Engine | Connection,
+    target_engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filter: Callable[[LogEntry], bool] | None = None,
+    dry_run: bool = False,
+    start_at: int | None = None,
+) -> ReplayResult:
+    """Re-run the logged writes against ``target_engine``, in commit order.
+
+    Each logged transaction is replayed in one transaction on the target, in the order
+    transactions committed (the log writes a transaction's entries at its commit); the
+    statements of one transaction follow their order in the log. Reads are never
+    replayed.
+
+    Args:
+        log_engine: Where the log lives (the data's own engine when logged with ``to=None``).
+        target_engine: The database to replay on (a restored backup), of the dialect
+            the statements were logged on.
+        since: Only statements started at or after this moment (aware).
+        until: Only statements started before this moment (aware).
+        filter: Only entries for which this returns true.
+        dry_run: List what would be run, run nothing.
+        start_at: Skip the entries before the one with this id in the replay order
+            (the ``resume_at`` of a :class:`~sqlaudit.exceptions.ReplayError`).
+
+    Returns:
+        A :class:`ReplayResult` with the entries run (or to run).
+
+    Raises:
+        RecoveryError: bad arguments, no log table, a ``start_at`` not among the
+            entries, a statement logged on another dialect or parameter style, or one
+            with masked parameters.
+        ReplayError: a statement failed; its transaction was rolled back on the target,
+            the transactions before it stay committed, and ``resume_at`` says where
+            to resume.
+
+    Example:
+        >>> replay(engine, restored, since=backup_taken)  # doctest: +SKIP
+        ReplayResult(entries=(...), dry_run=False)
+        >>> try:  # doctest: +SKIP
+        ...     replay(engine, restored)
+        ... except ReplayError as exc:
+        ...     replay(engine, restored, start_at=exc.resume_at)  # after fixing the cause
+    """
+    if not isinstance(target_engine, Engine):
+        raise RecoveryError(
+            f"replay(target_engine=...) takes an Engine, not {type(target_engine).__name__}: "
+            "pass create_engine(url) of the restored database."
+        )
+    if filter is not None and not callable(filter):
+        raise RecoveryError("replay(filter=...) takes a function of a LogEntry returning a bool.")
+    if start_at is not None and (not isinstance(start_at, int) or isinstance(start_at, bool)):
+        raise RecoveryError(
+            f"replay(start_at={start_at!r}) takes a log entry id (int), such as the "
+            "resume_at of the ReplayError that stopped the previous replay."
+        )
+    low, high = _moment(since, "since"), _moment(until, "until")
+    chosen = [
+        entry
+        for entry in read_log(log_engine)
+        if entry.kind != "select"
+        and (low is None or entry.started_at >= low)
+        and (high is None or entry.started_at < high)
+        and (filter is None or filter(entry))
+    ]
+    ordered = _in_order(chosen)
+    if start_at is not None:
+        ids = [entry.id for entry in ordered]
+        if start_at not in ids:
+            raise RecoveryError(
+                f"replay(start_at={start_at}): no entry with this id is among the "
+                f"{len(ids)} to replay with these filters; pass the resume_at of the "
+                "ReplayError with the same since/until/filter."
+            )
+        ordered = ordered[ids.index(start_at) :]
+    _check(ordered, target_engine)
+    if not dry_run:
+        _run(ordered, target_engine)
+    return ReplayResult(tuple(ordered), dry_run)
+
+
+def _check(entries: list[LogEntry], target: Engine) -> None:
+    dialect = target.dialect
+    for entry in entries:
+        name = entry.dialect.split("+", 1)[0]
+        if name != dialect.name:
+            raise RecoveryError(
+                f"log entry {entry.id} was logged on {entry.dialect}, and the target is "
+                f"{dialect.name}: replay on a database of the same dialect."
+            )
+        if entry.paramstyle and entry.paramstyle != dialect.paramstyle:
+            raise RecoveryError(
+                f"log entry {entry.id} was logged with the {entry.paramstyle} parameter "
+                f"style ({entry.dialect}), and the target's driver uses {dialect.paramstyle}: "
+                f"connect to the target with the driver of the log ({entry.dialect})."
+            )
+        if entry.masked:
+            raise RecoveryError(
+                f"log entry {entry.id} has masked parameters (log_queries(mask_columns=...)), "
+                "so it cannot be re-run: leave it out with filter=..., or apply it by hand."
+            )
+
+
+def _run(entries: list[LogEntry], target: Engine) -> None:
+    position = 0
+    replayed = 0
+    index = 0
+    while index < len(entries):
+        key = entries[index].transaction_id
+        end = index + 1
+        while key is not None and end < len(entries) and entries[end].transaction_id == key:
+            end += 1
+        group = entries[index:end]
+        first = group[0]
+        connection = target.connect()
+        try:
+            with connection.begin():
+                for entry in group:
+                    position += 1
+                    try:
+                        connection.exec_driver_sql(entry.statement, entry.parameters)
+                    except Exception as exc:
+                        raise ReplayError(
+                            f"replay stopped at log entry {entry.id} (statement {position} "
+                            f"of {len(entries)}): {type(exc).__name__}: {exc}. Its transaction "
+                            f"was rolled back on the target; fix the cause, then call "
+                            f"replay(..., start_at={first.id}) with the same filters.",
+                            entry_id=entry.id,
+                            position=position,
+                            resume_at=first.id,
+                            replayed=replayed,
+                        ) from exc
+        finally:
+            connection.close()
+        replayed += len(group)
+        index = end

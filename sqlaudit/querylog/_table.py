@@ -1,0 +1,251 @@
+"""The query log table: one row per logged statement, and the entries read back from it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+
+from sqlaudit import _codec
+from sqlaudit._schema import UTCDateTime
+
+__all__ = [
+    "LOG_TABLE",
+    "MASKED",
+    "OUTBOX_TABLE",
+    "LogEntry",
+    "build_log_table",
+    "create_log_table",
+    "to_entry",
+]
+
+LOG_TABLE: Final = "sqlaudit_query_log"
+# Where log_queries(to=other_engine) keeps entries until drain() delivers them.
+OUTBOX_TABLE: Final = "sqlaudit_query_outbox"
+# What a masked parameter value is stored as: it cannot be replayed.
+MASKED: Final = "masked:"
+_MYSQL = ("mysql", "mariadb")
+
+
+def _text() -> Text:
+    # MySQL's TEXT holds 64 KB; a statement's parameters (an executemany batch) may not fit.
+    return Text().with_variant(mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
+
+
+def _name(length: int) -> String:
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL
+    )
+
+
+def build_log_table(metadata: MetaData | None = None, name: str = LOG_TABLE) -> Table:
+    """Return the query log table (``sqlaudit_query_log``, or the outbox) on ``metadata``.
+
+    ``entry_key`` is set on entries that travel through the outbox: unique, it makes a
+    retried delivery a no-op.
+
+    Example:
+        >>> build_log_table().name
+        'sqlaudit_query_log'
+    """
+    return Table(
+        name,
+        metadata if metadata is not None else MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("transaction_id", _name(36), nullable=True),
+        Column("kind", _name(8), nullable=False),
+        Column("dialect", _name(64), nullable=False),
+        Column("statement", _text(), nullable=False),
+        Column("parameters", _text(), nullable=True),
+        Column("executemany", Boolean, nullable=False),
+        Column("started_at", UTCDateTime(), nullable=False),
+        Column("duration", Float, nullable=False),
+        Column("row_count", Integer, nullable=True),
+        Column("changed_by", _name(255), nullable=True),
+        Column("extra", _text(), nullable=True),
+        Column("entry_key", _name(36), nullable=True, unique=True),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
+    )
+
+
+def create_log_table(table: Table, bind: Engine | Connection) -> None:
+    """Create the log table on ``bind`` unless it exists."""
+    table.create(bind, checkfirst=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEntry:
+    """One logged statement, as :func:`~sqlaudit.querylog.replay` reads it back.
+
+    Attributes:
+        id: Its place in the log.
+        transaction_id: The database transaction it ran in (``None``: autocommit).
+        kind: ``insert``, ``update``, ``delete``, ``select``, ``ddl`` or ``text``
+            (SQL whose first word says none of these).
+        dialect: ``name+driver`` of the connection it ran on.
+        statement: The SQL as sent to the driver.
+        paramstyle: The driver's parameter style (``qmark``, ``pyformat``...).
+        parameters: The parameters, decoded (a list of them for an executemany).
+        executemany: Whether it was one statement run for a batch of parameter sets.
+        masked: Whether a parameter value was masked (it cannot be replayed).
+        started_at: When it started (aware, UTC).
+        duration: How long it took, in seconds.
+        row_count: The rows it matched or inserted, when the driver says.
+        changed_by: The user of the audit context, or ``None``.
+        reason: The reason of the audit context, or ``None``.
+        extra: The audit context's extra metadata and the log's own ``extra``.
+
+    Example:
+        >>> from sqlaudit.querylog import read_log  # doctest: +SKIP
+        >>> [entry.kind for entry in read_log(engine)]  # doctest: +SKIP
+        ['insert', 'update']
+    """
+
+    id: int
+    transaction_id: str | None
+    kind: str
+    dialect: str
+    statement: str
+    paramstyle: str
+    parameters: Any
+    executemany: bool
+    masked: bool
+    started_at: datetime
+    duration: float
+    row_count: int | None
+    changed_by: str | None
+    reason: str | None
+    extra: dict[str, Any]
+
+
+def encode_parameters(parameters: Any, paramstyle: str, many: bool) -> tuple[str, bool]:
+    """Return the parameters as JSON text of encoded values, and whether any was masked."""
+    masked = False
+
+    def one(value: Any) -> Any:
+        nonlocal masked
+        # The commonest parameters first, encoded exactly as _codec.encode does.
+        kind = type(value)
+        if kind is str:
+            return "str:" + value
+        if kind is int:
+            return f"int:{value}"
+        if value is None:
+            return None
+        if kind is _Masked:
+            masked = True
+            return MASKED
+        wrapped = _json_wrapped(value)
+        if wrapped is not None:
+            return {"json": wrapped}
+        if isinstance(value, (list, tuple)):
+            # An array parameter (PostgreSQL): each element encoded on its own.
+            return {"array": [one(element) for element in value]}
+        return _codec.encode(value)
+
+    def one_set(values: Any) -> Any:
+        if isinstance(values, dict):
+            return {str(key): one(value) for key, value in values.items()}
+        return [one(value) for value in values]
+
+    if many:
+        body: Any = [one_set(values) for values in parameters]
+    else:
+        body = one_set(parameters)
+    text = json.dumps({"style": paramstyle, "values": body}, separators=(",", ":"))
+    return text, masked
+
+
+def _decode_set(values: Any, driver: str) -> Any:
+    if isinstance(values, dict):
+        return {key: _decode_value(value, driver) for key, value in values.items()}
+    return tuple(_decode_value(value, driver) for value in values)
+
+
+def _decode_value(value: Any, driver: str) -> Any:
+    if isinstance(value, dict):
+        if "array" in value:
+            return [_decode_value(element, driver) for element in value["array"]]
+        return _json_parameter(value["json"], driver)
+    if value == MASKED:
+        return value
+    return _codec.decode(value)
+
+
+def _json_parameter(text: str, driver: str) -> Any:
+    """Return a JSON parameter wrapped as the driver that logged it wrapped it."""
+    module = {"psycopg": "psycopg.types.json", "psycopg2": "psycopg2.extras"}.get(driver)
+    if module is None:
+        return text
+    return importlib.import_module(module).Json(json.loads(text))
+
+
+def to_entry(row: Any) -> LogEntry:
+    """Return the :class:`LogEntry` of a log table row."""
+    stored: dict[str, Any] = (
+        json.loads(row.parameters) if row.parameters else {"style": "", "values": []}
+    )
+    values = stored["values"]
+    driver = row.dialect.partition("+")[2]
+    if row.executemany:
+        parameters: Any = [_decode_set(one, driver) for one in values]
+        flat = [v for one in values for v in (one.values() if isinstance(one, dict) else one)]
+    else:
+        parameters = _decode_set(values, driver)
+        flat = list(values.values() if isinstance(values, dict) else values)
+    extra = json.loads(row.extra) if row.extra else {}
+    reason = extra.pop("reason", None)
+    return LogEntry(
+        id=row.id,
+        transaction_id=row.transaction_id,
+        kind=row.kind,
+        dialect=row.dialect,
+        statement=row.statement,
+        paramstyle=stored["style"],
+        parameters=parameters,
+        executemany=bool(row.executemany),
+        masked=MASKED in flat,
+        started_at=row.started_at,
+        duration=row.duration,
+        row_count=row.row_count,
+        changed_by=row.changed_by,
+        reason=reason,
+        extra=extra.get("extra", {}),
+    )
+
+
+class _Masked:
+    """Stands for a parameter value the log must not keep."""
+
+    __slots__ = ()
+
+
+MASK: Final = _Masked()
+
+
+def _json_wrapped(value: Any) -> str | None:
+    """Return the JSON text a driver's JSON wrapper (psycopg's ``Json``) holds, else ``None``."""
+    kind = type(value)
+    if kind.__name__ not in ("Json", "Jsonb"):
+        return None
+    if kind.__module__.startswith("psycopg2"):
+        return json.dumps(value.adapted)
+    if kind.__module__.startswith("psycopg"):
+        return json.dumps(value.obj)
+    return None

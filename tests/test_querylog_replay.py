@@ -1,0 +1,181 @@
+"""Replaying the query log on a second database: order, dry runs, failures and resuming."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from querylog_support import checksum, rows, second_engine
+from sqlalchemy import Integer, Numeric, String, create_engine, insert, text, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from sqlaudit.exceptions import RecoveryError, ReplayError
+from sqlaudit.querylog import log_queries, read_log, replay
+
+
+@pytest.fixture
+def other(engine: Engine, tmp_path: Path) -> Iterator[Engine]:
+    """An empty second database of the same dialect and driver."""
+    yield from second_engine(engine, tmp_path)
+
+
+@pytest.fixture
+def item(base: type[DeclarativeBase]) -> type[Any]:
+    class Item(base):  # type: ignore[misc,valid-type]
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        name: Mapped[str] = mapped_column(String(50))
+        price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+
+    return Item
+
+
+def _workload(engine: Engine, item: type[Any]) -> None:
+    with Session(engine) as session:
+        session.add_all([item(id=n, name=f"item {n}", price=Decimal(n)) for n in range(1, 6)])
+        session.commit()
+        session.get(item, 2).name = "renamed"  # type: ignore[union-attr]
+        session.delete(session.get(item, 3))
+        session.commit()
+    with engine.begin() as connection:
+        connection.execute(update(item).where(item.id > 3).values(price=item.price * 2))
+        connection.execute(
+            text("insert into items (id, name, price) values (:id, :name, :price)"),
+            [{"id": 10 + n, "name": f"raw {n}", "price": "0.50"} for n in range(3)],
+        )
+
+
+def test_replay_builds_the_same_table(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """DDL and writes of ORM, bulk and raw SQL, replayed, give a table equal to the original."""
+    log = log_queries(of=engine)
+    try:
+        base.metadata.create_all(engine)
+        _workload(engine, item)
+    finally:
+        log.remove()
+    result = replay(engine, other)
+    assert result.count == len(read_log(engine))
+    assert checksum(other, "items") == checksum(engine, "items")
+    assert len(rows(other, "items")) == 7
+
+
+def test_a_dry_run_lists_and_runs_nothing(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """dry_run=True returns the entries in order and leaves the target untouched."""
+    log = log_queries(of=engine)
+    try:
+        base.metadata.create_all(engine)
+        _workload(engine, item)
+    finally:
+        log.remove()
+    result = replay(engine, other, dry_run=True)
+    assert result.dry_run and result.count > 0
+    assert result.entries[0].kind == "ddl"
+    assert not sa_inspect(other).has_table("items")
+
+
+def test_since_and_until_choose_the_statements(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """Only statements started in [since, until) are replayed."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "before"})
+        middle = datetime.now(UTC)
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 2, "name": "inside"})
+        end = datetime.now(UTC)
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 3, "name": "after"})
+    finally:
+        log.remove()
+    ordered = read_log(engine)
+    since = ordered[1].started_at
+    until = ordered[2].started_at
+    assert middle <= end  # the log's own times decide, not these
+    replay(engine, other, since=since, until=until)
+    assert [row[1] for row in rows(other, "items")] == ["inside"]
+
+
+def test_a_failing_statement_stops_the_replay_and_it_resumes(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """A failure names the entry and where to resume; the transactions before it stay."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "one"})
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 2, "name": "two"})
+            connection.execute(insert(item), {"id": 3, "name": "three"})
+    finally:
+        log.remove()
+    with other.begin() as connection:
+        connection.execute(insert(item), {"id": 3, "name": "in the way"})
+    with pytest.raises(ReplayError, match="start_at=") as caught:
+        replay(engine, other)
+    error = caught.value
+    entries = read_log(engine)
+    assert error.entry_id == entries[2].id
+    assert error.position == 3
+    assert error.resume_at == entries[1].id
+    assert error.replayed == 1
+    assert [row[0] for row in rows(other, "items")] == [1, 3]
+    with other.begin() as connection:
+        connection.execute(text("delete from items where id = 3"))
+    result = replay(engine, other, start_at=error.resume_at)
+    assert result.count == 2
+    assert [row[1] for row in rows(other, "items")] == ["one", "two", "three"]
+
+
+def test_masked_entries_are_refused(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """An entry with a masked value cannot be replayed; a filter can leave it out."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log = log_queries(of=engine, mask_columns=["name"])
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "secret"})
+    finally:
+        log.remove()
+    with pytest.raises(RecoveryError, match="masked parameters"):
+        replay(engine, other)
+    assert replay(engine, other, filter=lambda entry: not entry.masked).count == 0
+
+
+def test_bad_arguments_name_the_fix(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """Naive moments, unknown start_at, a missing log or another dialect are refused."""
+    with pytest.raises(RecoveryError, match="has no sqlaudit_query_log table"):
+        replay(engine, other)
+    log = log_queries(of=engine)
+    try:
+        base.metadata.create_all(engine)
+    finally:
+        log.remove()
+    with pytest.raises(RecoveryError, match="is naive"):
+        replay(engine, other, since=datetime(2026, 1, 1))
+    with pytest.raises(RecoveryError, match="no entry with this id"):
+        replay(engine, other, start_at=10_000)
+    with pytest.raises(RecoveryError, match="takes an Engine"):
+        replay(engine, "sqlite://")  # type: ignore[arg-type]
+    if engine.dialect.name != "sqlite":
+        with pytest.raises(RecoveryError, match="same dialect"):
+            replay(engine, create_engine("sqlite://"))
