@@ -248,7 +248,17 @@ class QueryLog:
     ) -> None:
         if conn.info.get(_BUSY):
             return
-        conn.info[_STARTED] = (_clock.utc_now(), time.perf_counter())
+        # The statement and parameters are kept from here: SQLAlchemy 2.0 reports an
+        # "insertmanyvalues" batch to after_cursor_execute with the statement's template
+        # and every row's parameters (its issue #13018), before_cursor_execute with the
+        # batch as sent.
+        conn.info[_STARTED] = (
+            _clock.utc_now(),
+            time.perf_counter(),
+            statement,
+            parameters,
+            executemany,
+        )
 
     def _after(
         self,
@@ -265,6 +275,7 @@ class QueryLog:
         if started is None:
             return
         duration = time.perf_counter() - started[1]
+        statement, parameters, executemany = started[2], started[3], started[4]
         kind = statement_kind(statement)
         if kind == "control":
             return
