@@ -246,11 +246,11 @@ def rows_by_key(
 def do_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     """Audit bulk ``insert()``/``update()``/``delete()`` statements run through a Session."""
     writes = orm_state.is_update or orm_state.is_delete or orm_state.is_insert
+    if not writes and not isinstance(orm_state.statement, TextClause):
+        return None  # a read: nothing to do, at the cost of two attribute reads
     if auditing_disabled():
         return None
-    if _registry.database_capture_in_use() and (
-        writes or isinstance(orm_state.statement, TextClause)
-    ):
+    if _registry.database_capture_in_use():
         _prepare_triggers(orm_state)
     if not writes:
         return None

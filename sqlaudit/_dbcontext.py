@@ -25,7 +25,7 @@ would record nothing, so it is refused (:class:`~sqlaudit.exceptions.UnauditedWr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -38,7 +38,15 @@ from sqlaudit._registry import TrackedModel
 from sqlaudit.config import get_config
 from sqlaudit.exceptions import UnauditedWriteError
 
-__all__ = ["MYSQL_CLEAR", "clear", "context_table_name", "prepare", "ready", "verified"]
+__all__ = [
+    "MYSQL_CLEAR",
+    "clear",
+    "context_table_name",
+    "prepare",
+    "prepare_for",
+    "ready",
+    "verified",
+]
 
 _KEY = "sqlaudit.dbcontext"
 _MYSQL = ("mysql", "mariadb")
@@ -161,6 +169,23 @@ def prepare(
             {"tx": transaction_id, "by": author.changed_by, "extra": extra},
         )
     connection.info[_KEY] = (scope, wanted)
+
+
+def prepare_for(session: Session, writes: Mapping[Any, TrackedModel]) -> None:
+    """Hand the triggers the context of writes to these models, on each one's connection.
+
+    ``writes``: ``{mapper: tracked model}``; the user and context are resolved once.
+
+    Raises:
+        UserRequiredError: ``require_user`` is on and no user is known.
+        UnauditedWriteError: a model's triggers are missing or out of date.
+    """
+    if not writes:
+        return
+    author = _writer.resolve(session, {tracked.model for tracked in writes.values()})
+    for mapper, tracked in writes.items():
+        connection = session.connection(bind_arguments={"mapper": mapper})
+        prepare(session, connection, author, [tracked])
 
 
 def _quote(name: str) -> str:

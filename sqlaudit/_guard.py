@@ -26,7 +26,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, SessionTransaction
 
-from sqlaudit import _dbcontext, _registry, _writer
+from sqlaudit import _dbcontext, _registry
 from sqlaudit.context import auditing_disabled
 from sqlaudit.exceptions import BulkStatementError, UnauditedWriteError
 
@@ -201,13 +201,8 @@ def _prepare_triggers(
     else:
         target = kwargs.get("mapper", args[0] if args else None)
         classes = {target} if isinstance(target, type) else set()
-    models = [t for cls in classes if (t := _registry.in_database(cls)) is not None]
-    if not models:
-        return
-    author = _writer.resolve(session, {tracked.model for tracked in models})
-    for tracked in models:
-        connection = session.connection(bind_arguments={"mapper": sa_inspect(tracked.model)})
-        _dbcontext.prepare(session, connection, author, [tracked])
+    captured = [t for cls in classes if (t := _registry.in_database(cls)) is not None]
+    _dbcontext.prepare_for(session, {sa_inspect(t.model): t for t in captured})
 
 
 def install_legacy_guards() -> None:

@@ -178,12 +178,7 @@ def _prepare_triggers(session: Session) -> None:
             tracked = _registry.in_database(type(obj))
             if tracked is not None:
                 found.setdefault(sa_inspect(type(obj)), tracked)
-    if not found:
-        return
-    author = resolve(session, {tracked.model for tracked in found.values()})
-    for mapper, tracked in found.items():
-        connection = session.connection(bind_arguments={"mapper": mapper})
-        _dbcontext.prepare(session, connection, author, [tracked])
+    _dbcontext.prepare_for(session, found)
 
 
 def _refuse_autocommit(session: Session, models: set[type[Any]], changes_anything: Any) -> None:

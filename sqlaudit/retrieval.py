@@ -357,20 +357,7 @@ def _matching(key: Column[Any], text: Column[Any], values: list[str]) -> list[Co
 
 # Operation(text) walks the Enum machinery on every call; a dict lookup does not.
 _OPERATIONS = {operation.value: operation for operation in Operation}
-_ROW_COLUMNS = (
-    "id",
-    "transaction_id",
-    "table_name",
-    "table_label",
-    "resource_id",
-    "field_name",
-    "operation",
-    "old_value",
-    "new_value",
-    "changed_by",
-    "changed_at",
-    "extra",
-)
+_ROW_COLUMNS = ("id", *_schema.CHANGE_COLUMNS)
 
 
 def _to_changes(rows: Sequence[Row[Any]], zone: tzinfo) -> list[ResourceChange]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import threading
@@ -31,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sqlaudit import (
@@ -987,3 +989,27 @@ def test_check_reports_a_tracked_column_retyped_in_the_database(audit, backend):
     assert [problem.kind for problem in problems] == ["column"]
     assert "Customer.score is declared Integer()" in problems[0].message
     assert "install_triggers()" in problems[0].message
+
+
+def test_a_failed_trigger_caught_then_committed_leaves_no_unaudited_change(audit):
+    """When a trigger cannot write its change rows, catching the error and committing keeps no change, on a connection or a Session."""
+    Customer = simple_customer(audit.base)
+    audit.create_tables()
+    with audit.engine.begin() as connection:
+        connection.execute(text("INSERT INTO customers (id, name) VALUES (1, 'kept')"))
+    audit.config.table.drop(audit.engine)  # every change row now fails to be written
+
+    with audit.engine.connect() as connection:
+        with pytest.raises(DBAPIError):
+            connection.execute(text("INSERT INTO customers (id, name) VALUES (2, 'lost')"))
+        with contextlib.suppress(DBAPIError):  # PostgreSQL: the transaction is aborted
+            connection.commit()
+    with audit.Session() as session:
+        session.get(Customer, 1).name = "changed"
+        with pytest.raises(DBAPIError):
+            session.commit()
+        with pytest.raises(PendingRollbackError):
+            session.commit()
+    with audit.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, name FROM customers ORDER BY id")).all()
+    assert [tuple(row) for row in rows] == [(1, "kept")]

@@ -22,10 +22,14 @@ from sqlalchemy.engine import Dialect
 
 from sqlaudit import _sql_codec
 from sqlaudit._registry import TrackedModel
+from sqlaudit._schema import CHANGE_COLUMNS
 from sqlaudit._sql_codec import Spelling
 from sqlaudit.exceptions import TriggerTypeError
 
-__all__ = ["VERSION", "Field", "Plan", "object_name", "plan_for"]
+__all__ = ["COLUMNS", "VERSION", "Field", "Plan", "object_name", "plan_for"]
+
+# The change table's columns every trigger fills, in the order of the Python writer.
+COLUMNS = ", ".join(CHANGE_COLUMNS)
 
 # Bumped whenever the generated SQL changes meaning: installed triggers of another
 # version are reported as drift.

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlaudit._sql_codec import literal
+from sqlaudit._triggers import COLUMNS as _COLUMNS
 from sqlaudit._triggers import Plan, object_name
 
 __all__ = [
@@ -36,10 +37,6 @@ __all__ = [
     "trigger_names",
 ]
 
-_COLUMNS = (
-    "transaction_id, table_name, table_label, resource_id, field_name, operation, "
-    "old_value, new_value, changed_by, changed_at, extra"
-)
 _NO_CONTEXT_EXTRA = "JSON_OBJECT('extra', JSON_OBJECT('sqlaudit.database_role', CURRENT_USER()))"
 _EXTRA = f"IF(@sqlaudit_context IS NULL, {_NO_CONTEXT_EXTRA}, @sqlaudit_extra)"
 _WHO = "IF(@sqlaudit_context IS NULL, NULL, @sqlaudit_changed_by)"

@@ -24,6 +24,7 @@ deletes and inserts.
 from __future__ import annotations
 
 from sqlaudit._sql_codec import literal
+from sqlaudit._triggers import COLUMNS as _COLUMNS
 from sqlaudit._triggers import Plan
 
 __all__ = ["create_sql", "drop_sql", "installed_sql"]
@@ -58,10 +59,6 @@ def _linked(old_id: str, new_id: str, ext: str) -> str:
     )
 
 
-_COLUMNS = (
-    "transaction_id, table_name, table_label, resource_id, field_name, operation, "
-    "old_value, new_value, changed_by, changed_at, extra"
-)
 # A statement that updated more rows than this pairs old and new rows with a plan
 # made for its own size (EXECUTE); smaller ones reuse the function's cached plan.
 # PL/pgSQL keeps the plan of the first statement it saw, usually one row: a nested

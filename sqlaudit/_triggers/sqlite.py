@@ -20,14 +20,11 @@ rows a cascade deletes or changes are recorded by the child's own triggers.
 from __future__ import annotations
 
 from sqlaudit._sql_codec import literal
+from sqlaudit._triggers import COLUMNS as _COLUMNS
 from sqlaudit._triggers import Plan
 
 __all__ = ["context_table_sql", "create_sql", "drop_sql", "installed_sql"]
 
-_COLUMNS = (
-    "transaction_id, table_name, table_label, resource_id, field_name, operation, "
-    "old_value, new_value, changed_by, changed_at, extra"
-)
 _UUID4 = (
     "lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
     "substr(lower(hex(randomblob(2))), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) "

@@ -13,26 +13,13 @@ from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from sqlaudit import _codec, _registry
+from sqlaudit import _codec, _registry, _schema
 from sqlaudit.exceptions import OperationError
 from sqlaudit.ops._common import check_positive, resolve_target
 
 __all__ = ["EXPORT_FIELDS", "ExportReport", "export_changes", "parse_cursor", "table_names"]
 
-EXPORT_FIELDS = (
-    "id",
-    "transaction_id",
-    "table_name",
-    "table_label",
-    "resource_id",
-    "field_name",
-    "operation",
-    "old_value",
-    "new_value",
-    "changed_by",
-    "changed_at",
-    "extra",
-)
+EXPORT_FIELDS = ("id", *_schema.CHANGE_COLUMNS)
 """The fields of an exported change, in the order of a CSV's columns."""
 
 FORMATS = ("jsonl", "csv")
