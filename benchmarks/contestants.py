@@ -34,6 +34,7 @@ class Contestant:
     databases: tuple[str, ...] | None = None  # None: every database
     every_driver = True  # False: measured on each database's default driver only
     audit_table: str | None = None
+    workloads: tuple[str, ...] | None = None  # None: every write workload
 
     def unavailable(self, database: str) -> str | None:
         """Return why this contestant cannot run on ``database``, or ``None``."""
@@ -57,6 +58,12 @@ class Contestant:
     def install(self, engine: Engine, base: type[Any], item: type[Any], **options: Any) -> None:
         """Create the tables (and whatever auditing needs) on ``engine``."""
         base.metadata.create_all(engine)
+
+    def before_run(self, engine: Engine) -> None:
+        """Do what must be running when the workload starts (untimed); nothing by default."""
+
+    def after_run(self, engine: Engine) -> None:
+        """Finish what runs beside the workload (untimed, reported apart); nothing by default."""
 
     def audit_rows(self, engine: Engine) -> int | None:
         """Return how many audit rows exist (``None``: this contestant keeps none)."""
@@ -117,6 +124,68 @@ class SQLAuditTrusting(SQLAudit):
     label = "sqlaudit, read_old_values=False"
     every_driver = False
     read_old_values = False
+
+
+def _anchor_loop(url: str, table_name: str, interval: float, ready: Any, stop: Any) -> None:
+    """Anchor the change rows every ``interval`` seconds until ``stop`` is set (a process)."""
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine
+
+    from sqlaudit.ops import anchor_changes
+
+    engine = create_engine(url)
+    try:
+        anchor_changes(settle=timedelta(0), bind=engine, table_name=table_name)
+        ready.set()
+        while not stop.wait(interval):
+            anchor_changes(settle=timedelta(0), bind=engine, table_name=table_name)
+    finally:
+        engine.dispose()
+
+
+class SQLAuditAnchored(SQLAudit):
+    """sqlaudit with the hash chain kept up to date while the workload writes.
+
+    Anchoring (the hash chain of tamper evidence) adds nothing to the write path: a
+    separate process runs ``anchor_changes()`` every ``INTERVAL`` seconds during the
+    workload, as a scheduled job would, so the ratio to the same run's sqlaudit is
+    what the chain costs the writes (the contention with the anchor process for the
+    database and the machine). After the timer stops, one more anchor run covers the
+    rows written since the last one; its time is reported apart.
+    """
+
+    name = "sqlaudit-anchored"
+    label = "sqlaudit + hash chain"
+    every_driver = False
+    workloads = ("W1",)
+    INTERVAL = 0.2
+
+    def before_run(self, engine: Engine) -> None:
+        """Start the anchoring process and wait for its first run (untimed)."""
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        ready, self._stop = context.Event(), context.Event()
+        url = engine.url.render_as_string(hide_password=False)
+        table_name = self.audit_table or "sqlaudit_changes"
+        args = (url, table_name, self.INTERVAL, ready, self._stop)
+        self._process = context.Process(target=_anchor_loop, args=args, daemon=True)
+        self._process.start()
+        if not ready.wait(60):
+            raise RuntimeError("the anchoring process did not start")
+
+    def after_run(self, engine: Engine) -> None:
+        """Stop the anchoring process, then anchor the rows it has not anchored yet."""
+        from datetime import timedelta
+
+        from sqlaudit.ops import anchor_changes
+
+        self._stop.set()
+        self._process.join()
+        if self._process.exitcode != 0:
+            raise RuntimeError(f"the anchoring process failed ({self._process.exitcode})")
+        anchor_changes(settle=timedelta(0), bind=engine)
 
 
 class SQLAuditDatabase(SQLAudit):
@@ -321,6 +390,7 @@ CONTESTANTS: dict[str, Contestant] = {
         Contestant(),
         SQLAudit(),
         SQLAuditTrusting(),
+        SQLAuditAnchored(),
         SQLAuditDatabase(),
         Floor(),
         Continuum(),

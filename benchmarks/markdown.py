@@ -395,16 +395,22 @@ _METHOD = """## How it is measured
   with `capture="database"` (generated triggers write the same change rows inside the
   database: statement-level triggers over transition tables on PostgreSQL, row-level
   triggers on MariaDB and SQLite; the Session hands them the user once per transaction, one
-  statement; measured on each database's default driver); the storage floor, a minimal
-  `after_flush` hook writing the same change rows (`str()` values, a fixed user) into a
-  table built like sqlaudit's, with sqlaudit's own write path (one INSERT per flush), and
-  nothing else (no expired old values, no context, no bulk statements): what it costs is the
-  price of one indexed row per changed field, what sqlaudit costs beyond it the price of its
-  capture; SQLAlchemy-Continuum and SQLAlchemy-History with `make_versioned(user_cls=None)`,
-  versioning only the four tracked columns (they write one full-row version per changed
-  object, plus a transaction row per transaction); on PostgreSQL a hand-written PL/pgSQL
-  `AFTER ... FOR EACH ROW` trigger writing one row per changed tracked field into a table
-  with the same three indexes as sqlaudit's.
+  statement; measured on each database's default driver); sqlaudit with the hash chain of
+  [Verification](verification.md) kept up to date (W1 on each database's default driver:
+  anchoring adds nothing to the write path, so a separate process runs
+  `anchor_changes(settle=timedelta(0))` every 0.2 s during the workload, as a scheduled job
+  would, and the ratio to sqlaudit's W1 of the same run is what the chain costs the writes,
+  contention with that process included; one more anchor run after the timer stops covers
+  the rows written since the last one, and its time is given apart); the storage floor, a
+  minimal `after_flush` hook writing the same change rows (`str()` values, a fixed user)
+  into a table built like sqlaudit's, with sqlaudit's own write path (one INSERT per flush),
+  and nothing else (no expired old values, no context, no bulk statements): what it costs is
+  the price of one indexed row per changed field, what sqlaudit costs beyond it the price of
+  its capture; SQLAlchemy-Continuum and SQLAlchemy-History with
+  `make_versioned(user_cls=None)`, versioning only the four tracked columns (they write one
+  full-row version per changed object, plus a transaction row per transaction); on
+  PostgreSQL a hand-written PL/pgSQL `AFTER ... FOR EACH ROW` trigger writing one row per
+  changed tracked field into a table with the same three indexes as sqlaudit's.
 - **sqlaudit on W5** takes its in-database path (`docs/concepts.md`, "In the database"): the
   affected rows are staged in a temporary table and the change rows written by one
   `INSERT ... SELECT`, five statements besides the UPDATE whatever the number of rows.

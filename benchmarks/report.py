@@ -31,6 +31,7 @@ DRIVER_SPREAD = 0.3  # sqlaudit's ratio on the worst driver minus on the best, p
 R1_MS = 1.0  # per lookup, at the smaller table
 R1_GROWTH = 1.3  # bigger table / smaller table
 MEMORY_MB = 10.0  # peak over the baseline's
+HASH_CHAIN = 1.10  # W1 with every change row anchored / sqlaudit's W1, same run
 _PEERS = ("continuum", "history")
 
 
@@ -59,6 +60,7 @@ def _write_row(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[s
     return {
         "status": "ok",
         "seconds": _median([run["seconds"] for run in timed]),
+        "after_seconds": _median([run.get("after_seconds") or 0.0 for run in timed]),
         "ratio": _median(ratios),
         "repeats": len(timed),
         "statements_per_transaction": first["statements"] / max(first["transactions"], 1),
@@ -247,6 +249,27 @@ def _database_capture_verdicts(database: str, entry: dict[str, Any]) -> list[dic
     return rows
 
 
+def _hash_chain_verdicts(database: str, entry: dict[str, Any]) -> list[dict[str, str]]:
+    """W1 with the hash chain kept up to date alongside, against sqlaudit's W1 of the same run."""
+    w1 = entry["writes"].get("W1", {})
+    ours, anchored = w1.get("sqlaudit", {}), w1.get("sqlaudit-anchored", {})
+    if ours.get("status") != "ok" or anchored.get("status") != "ok":
+        return []
+    cost = anchored["ratio"] / ours["ratio"]
+    return [
+        {
+            "database": database,
+            "check": "W1 time, hash chain (anchor_changes)",
+            "limit": f"<= sqlaudit x {HASH_CHAIN:.2f}",
+            "measured": (
+                f"x {cost:.3f} ({anchored['ratio']:.2f}x vs {ours['ratio']:.2f}x plain; "
+                f"then {anchored['after_seconds'] * 1000:.0f} ms to anchor the last rows)"
+            ),
+            "verdict": _verdict(not anchored["fewer"] and cost <= HASH_CHAIN),
+        }
+    ]
+
+
 def _verdicts(databases: dict[str, Any]) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for database, entry in databases.items():
@@ -277,6 +300,7 @@ def _verdicts(databases: dict[str, Any]) -> list[dict[str, str]]:
                 }
             )
         rows.extend(_database_capture_verdicts(database, entry))
+        rows.extend(_hash_chain_verdicts(database, entry))
         for workload, by_name in writes.items():
             ours = by_name.get("sqlaudit", {})
             if ours.get("status") != "ok":

@@ -175,6 +175,12 @@ def _bench_target(args: argparse.Namespace, target: Target, results: dict[str, A
         for name in elsewhere:
             reason = f"measured on {default} only, the database's default driver"
             runs.setdefault(workload, {})[name] = [{"status": "unavailable", "reason": reason}]
+    for workload in writes:
+        for name in args.contestants:
+            only = CONTESTANTS[name].workloads
+            if only is not None and workload not in only and name not in elsewhere:
+                reason = f"measured on {', '.join(only)} only"
+                runs.setdefault(workload, {})[name] = [{"status": "unavailable", "reason": reason}]
     contestants = [name for name in args.contestants if name not in elsewhere]
     passes = [(repeat, False) for repeat in range(args.repeat)]
     if not args.no_memory:
@@ -185,6 +191,9 @@ def _bench_target(args: argparse.Namespace, target: Target, results: dict[str, A
             order = [name for name in order if name in args.memory_for]
         for workload in writes:
             for name in order:
+                only = CONTESTANTS[name].workloads
+                if only is not None and workload not in only:
+                    continue
                 spec = _spec(args, target, contestant=name, workload=workload, memory=memory)
                 result = _spawn(spec)
                 runs.setdefault(workload, {}).setdefault(name, []).append(

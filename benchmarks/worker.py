@@ -137,22 +137,26 @@ def _run_write(
     ids = workload.setup(engine, item, scale)
     before = contestant.audit_rows(engine)
 
-    def measure(run_engine: Engine) -> tuple[Any, float, int | None, int]:
+    def measure(run_engine: Engine) -> tuple[Any, float, float, int | None, int]:
         factory = sessionmaker(run_engine)
         counter = StatementCounter(run_engine)
+        contestant.before_run(run_engine)
         gc.collect()
         if memory:
             tracemalloc.start()
         start = time.perf_counter()
         outcome = workload.run(factory, item, scale, ids)
-        seconds = time.perf_counter() - start
+        seconds, statements = time.perf_counter() - start, counter.count
+        ran = time.perf_counter()
+        contestant.after_run(run_engine)
+        after_seconds = time.perf_counter() - ran
         peak = None
         if memory:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-        return outcome, seconds, peak, counter.count
+        return outcome, seconds, after_seconds, peak, statements
 
-    outcome, seconds, peak, statements = _timed(spec, engine, measure)
+    outcome, seconds, after_seconds, peak, statements = _timed(spec, engine, measure)
     after = contestant.audit_rows(engine)
     expected = {"field": outcome.changed_fields, "row": outcome.changed_objects}.get(
         contestant.granularity or ""
@@ -160,6 +164,7 @@ def _run_write(
     return {
         "status": "ok",
         "seconds": seconds,
+        "after_seconds": after_seconds,
         "transactions": outcome.transactions,
         "statements": statements,
         "changed_fields": outcome.changed_fields,

@@ -125,10 +125,19 @@ def build_anchors_table(change_table: Table) -> Table:
     return table
 
 
+# One encoder for every row: json.dumps() with options builds a new one per call.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+_CHANGED_AT = EXPORT_FIELDS.index("changed_at")
+
+
 def _canonical(row: Row[Any]) -> bytes:
-    values = [getattr(row, name) for name in EXPORT_FIELDS]
-    values[EXPORT_FIELDS.index("changed_at")] = row.changed_at.isoformat()
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str).encode()
+    """Return the bytes a row's digest is taken of: its stored columns as JSON.
+
+    ``row`` holds the columns of ``EXPORT_FIELDS``, in that order (:func:`read_rows`).
+    """
+    values = list(row)
+    values[_CHANGED_AT] = values[_CHANGED_AT].isoformat()
+    return _ENCODE(values).encode()
 
 
 def block_digest(digests: str) -> str:
