@@ -235,3 +235,29 @@ def test_prune_and_erase_of_keyed_anchors_need_the_key(audit):
         session.commit()
     result = verify(key=KEY)
     assert result.ok, result.problems
+
+
+def test_a_row_digest_is_sha256_of_its_columns_as_compact_json(audit):
+    """The documented digest: SHA-256 of [id, columns...] as compact sorted-key JSON, 128 bits.
+
+    Anchors made by one release must verify under the next, so the bytes digested are
+    pinned here, rebuilt from the row as read back, independently of the library.
+    """
+    import hashlib
+    import json
+
+    from sqlaudit._schema import CHANGE_COLUMNS
+
+    add_rows(audit.engine, audit.config, 3)
+    anchor_changes(settle=NOW)
+    table = audit.config.table
+    anchors = build_anchors_table(table)
+    with audit.engine.connect() as connection:
+        rows = connection.execute(select(table).order_by(table.c.id)).all()
+        listed = dict(json.loads(connection.execute(select(anchors.c.digests)).scalar_one()))
+    assert len(rows) == len(listed) == 3
+    for row in rows:
+        values = [row.id, *(row._mapping[name] for name in CHANGE_COLUMNS)]
+        values[1 + CHANGE_COLUMNS.index("changed_at")] = row.changed_at.isoformat()
+        data = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+        assert listed[row.id] == hashlib.sha256(data.encode()).hexdigest()[:32]
