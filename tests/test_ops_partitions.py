@@ -18,6 +18,7 @@ from sqlaudit import OperationError, get_resource_changes, prune
 from sqlaudit._schema import CHANGE_COLUMNS
 from sqlaudit.alembic import include_object
 from sqlaudit.cli import cli
+from sqlaudit.history import get_resource_events, get_resource_state, restore
 from sqlaudit.ops import (
     anchor_changes,
     create_partitioned_change_table,
@@ -337,3 +338,65 @@ def test_the_documented_move_of_a_plain_table_keeps_ids_anchors_and_the_sequence
     finally:
         with audit.engine.begin() as connection:
             connection.exec_driver_sql("DROP SCHEMA audit_old CASCADE")
+
+
+@pytest.mark.backends("postgresql")
+def test_states_events_and_restore_read_a_history_spread_over_partitions(partitioned):
+    """A resource whose history spans two months reads and restores as on a plain table."""
+    customer = declare_customer(partitioned.base)
+    partitioned.create_tables()
+    with freeze_time(JAN), partitioned.Session() as session:
+        session.add(customer(id=1, name="Jane", email="jane@example.com"))
+        session.commit()
+    with freeze_time(FEB), partitioned.Session() as session:
+        session.get(customer, 1).name = "Jane Smith"
+        session.commit()
+    ensure_partitions()
+    assert set(_where(partitioned).values()) == {
+        "sqlaudit_changes_p202001",
+        "sqlaudit_changes_p202002",
+    }
+    with partitioned.Session() as session:
+        state = get_resource_state(customer, 1, session=session, at=JAN + timedelta(days=1))
+        assert state.values == {"name": "Jane", "email": "jane@example.com"}
+        assert len(get_resource_events(customer, 1, session=session)) == 2
+        restore(session, customer, 1, at=JAN + timedelta(days=1))
+        session.commit()
+        assert session.get(customer, 1).name == "Jane"
+    assert _where(partitioned)[4] == _this_month()  # the restore's own change row
+
+
+@pytest.mark.backends("postgresql")
+def test_writes_into_the_default_partition_never_fail_while_ensure_moves_rows(partitioned):
+    """A writer keeps writing rows of months with no partition while ensure runs: none fails."""
+    stop = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            n = 0
+            while not stop.is_set() or n < 20:
+                month = datetime(2019, 1 + n % 12, 3, tzinfo=UTC)
+                add_rows(partitioned.engine, partitioned.config, 1, at=month, start=n)
+                written.append(n)
+                n += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        moved = 0
+        while len(written) < 40 and not errors:
+            moved += ensure_partitions().rows_moved
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    moved += ensure_partitions().rows_moved
+    where = _where(partitioned)
+    assert len(where) == len(written)
+    # Each month's first row went to the default partition, then to its month's.
+    assert moved >= 12
+    assert "sqlaudit_changes_default" not in where.values()

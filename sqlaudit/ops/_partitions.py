@@ -430,30 +430,30 @@ def _ensure(connection: Connection, table: Table, months_ahead: int) -> Partitio
     parent = _qualified(connection, table.schema, table.name)
     existing = _partitions(connection, table)
     default = next((p for p in existing if p.default), None)
-    default_name = _name(table, "default")
-    if default is None:
-        connection.exec_driver_sql(
-            f"CREATE TABLE {_qualified(connection, table.schema, default_name)} "
-            f"PARTITION OF {parent} DEFAULT"
-        )
-        default = Partition(default_name, None, None, True)
+    ranged = [p for p in existing if not p.default]
     wanted = [_month(_clock.utc_now())]
     for _ in range(months_ahead):
         wanted.append(_next_month(wanted[-1]))
-    ranged = [p for p in existing if not p.default]
-    stray: list[datetime] = []
+    if not _needs_work(connection, table, default, ranged, wanted):
+        return PartitionReport((), 0, tuple(existing))
+    # Writers wait from here to the commit (creating a partition locks the table
+    # anyway): no row can reach the default partition between reading its months
+    # and creating or moving them, which PostgreSQL would refuse.
+    connection.exec_driver_sql(f"LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE")
+    if default is None:
+        default = Partition(_name(table, "default"), None, None, True)
+        connection.exec_driver_sql(
+            f"CREATE TABLE {_qualified(connection, table.schema, default.name)} "
+            f"PARTITION OF {parent} DEFAULT"
+        )
     qualified_default = _qualified(connection, table.schema, default.name)
-    if connection.exec_driver_sql(f"SELECT 1 FROM {qualified_default} LIMIT 1").first():
-        # Writers wait from here to the commit: no row can reach the default partition
-        # between reading its months and moving its rows.
-        connection.exec_driver_sql(f"LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE")
-        stray = [
-            month.replace(tzinfo=UTC)
-            for month in connection.exec_driver_sql(
-                "SELECT DISTINCT date_trunc('month', changed_at AT TIME ZONE 'UTC') "
-                f"FROM {qualified_default}"
-            ).scalars()
-        ]
+    stray = [
+        month.replace(tzinfo=UTC)
+        for month in connection.exec_driver_sql(
+            "SELECT DISTINCT date_trunc('month', changed_at AT TIME ZONE 'UTC') "
+            f"FROM {qualified_default}"
+        ).scalars()
+    ]
     missing = sorted(
         month
         for month in set(wanted) | set(stray)
@@ -477,6 +477,22 @@ def _ensure(connection: Connection, table: Table, months_ahead: int) -> Partitio
             f"ALTER TABLE {parent} ATTACH PARTITION {qualified_default} DEFAULT"
         )
     return PartitionReport(tuple(created), moved, tuple(_partitions(connection, table)))
+
+
+def _needs_work(
+    connection: Connection,
+    table: Table,
+    default: Partition | None,
+    ranged: list[Partition],
+    wanted: list[datetime],
+) -> bool:
+    """Whether a partition is due: the default, a wanted month, or one for rows in the default."""
+    if default is None:
+        return True
+    if any(not any(_overlaps(p, m, _next_month(m)) for p in ranged) for m in wanted):
+        return True
+    qualified = _qualified(connection, table.schema, default.name)
+    return connection.exec_driver_sql(f"SELECT 1 FROM {qualified} LIMIT 1").first() is not None
 
 
 def _overlaps(partition: Partition, start: datetime, end: datetime) -> bool:

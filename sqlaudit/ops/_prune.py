@@ -91,7 +91,8 @@ def prune(
         before: An aware datetime; rows with ``changed_at`` before it are deleted.
         models: Tracked classes or table names; ``None``: every table.
         batch_size: Rows deleted per transaction.
-        max_batches: Stop after this many batches (``None``: until done).
+        max_batches: Stop after this many batches (``None``: until done); dropping a
+            partition is not a batch.
         anchor_key: The key the anchors were made with, if any (:func:`anchor_changes`).
         bind: Engine, Connection or Session whose engine to use; default: the config's.
         table_name: The change table's name when not the config's.
