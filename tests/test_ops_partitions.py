@@ -313,7 +313,11 @@ def test_the_documented_move_of_a_plain_table_keeps_ids_anchors_and_the_sequence
     add_rows(audit.engine, audit.config, 60, at=JAN)
     add_rows(audit.engine, audit.config, 40, at=FEB, start=60)
     anchor_changes(settle=timedelta(0), block_size=30)
-    columns = ", ".join(("id", *CHANGE_COLUMNS))
+    columns = (
+        "id, transaction_id, table_name, table_label, resource_id, field_name, operation, "
+        "old_value, new_value, changed_by, changed_at, extra"
+    )
+    assert columns == ", ".join(("id", *CHANGE_COLUMNS))  # as the docs spell them
     with audit.engine.begin() as connection:
         connection.exec_driver_sql("CREATE SCHEMA audit_old")
         connection.exec_driver_sql("ALTER TABLE sqlaudit_changes SET SCHEMA audit_old")

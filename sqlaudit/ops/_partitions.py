@@ -131,7 +131,7 @@ def create_partitioned_change_table(
     Raises:
         OperationError: the database is not PostgreSQL; the table exists and is not
             partitioned (PostgreSQL cannot partition a table in place: see
-            "Partitioned change table" in the docs to move it); ``months_ahead``
+            "Partitioned by month" in the retention docs to move it); ``months_ahead``
             below zero.
 
     Example:
@@ -149,7 +149,7 @@ def create_partitioned_change_table(
             raise OperationError(
                 f"{what}(): {table.fullname} exists and is not partitioned; PostgreSQL cannot "
                 "partition a table in place. Rename it, create the partitioned table, and "
-                "copy its rows (see 'Partitioned change table' in docs/retention.md), or "
+                "copy its rows (see 'Partitioned by month' in docs/retention.md), or "
                 "keep it plain and prune it in batches."
             )
         return _ensure(connection, table, ahead)
@@ -245,12 +245,13 @@ def drop_partition(
 ) -> None:
     """Drop ``partition`` in a transaction of its own, and ``record`` it there.
 
-    ``record`` is called in the drop's transaction with the connection, the partition, the rows
-    the partition held, and its lowest and highest id (0 and 0 when empty).
-    Anchors listing its rows forget them first, in the same transaction (the
-    chain is redone by :func:`sqlaudit.ops._anchors.rechain`). The lock on the
-    change table is awaited at most a few seconds, a few times, so that a long
-    transaction never makes the application's writes queue behind the drop.
+    ``record`` is called in the drop's transaction with the connection, the
+    partition, the rows it held, and its lowest and highest id (0 and 0 when
+    empty). Anchors listing its rows forget them first, in the same transaction
+    (the chain is redone by :func:`sqlaudit.ops._anchors.rechain`). The lock on
+    the change table is awaited at most a few seconds, a few times, so that a
+    long transaction holding it makes the application's writes queue behind the
+    drop for no longer than that.
 
     Raises:
         OperationError: the lock could not be had.
