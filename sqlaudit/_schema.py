@@ -170,14 +170,25 @@ def index_key(value: str) -> ColumnElement[str]:
 KEY_COLUMNS = (("resource_key", "resource_id"), ("changed_by_key", "changed_by"))
 
 
-def build_change_table(name: str, schema: str | None) -> Table:
+def build_change_table(name: str, schema: str | None, *, partitioned: bool = False) -> Table:
     """Return the change table's definition on a MetaData of its own.
+
+    With ``partitioned=True`` (PostgreSQL only; see
+    :func:`sqlaudit.ops.create_partitioned_change_table`) the table is partitioned by
+    range of ``changed_at``, and its primary key is ``(id, changed_at)``: PostgreSQL
+    requires the partition key in every unique constraint. Ids still come from the
+    one sequence of ``id``, so they stay unique; every read works on either table.
 
     Example:
         >>> build_change_table("sqlaudit_changes", None).c.resource_key.computed is not None
         True
+        >>> [c.name for c in build_change_table("t", None, partitioned=True).primary_key]
+        ['id', 'changed_at']
     """
     metadata = MetaData(schema=schema)
+    options: dict[str, Any] = {}
+    if partitioned:
+        options["postgresql_partition_by"] = "RANGE (changed_at)"
     return Table(
         name,
         metadata,
@@ -191,7 +202,7 @@ def build_change_table(name: str, schema: str | None) -> Table:
         Column("old_value", _text(), nullable=True),
         Column("new_value", _text(), nullable=True),
         Column("changed_by", _text(), nullable=True),
-        Column("changed_at", UTCDateTime(), nullable=False),
+        Column("changed_at", UTCDateTime(), nullable=False, primary_key=partitioned),
         Column("extra", JSON(none_as_null=True), nullable=True),
         # Stored, not virtual: PostgreSQL before 18 has only stored generated columns.
         Column("resource_key", _Key, Computed(_IndexKey(column("resource_id")), persisted=True)),
@@ -203,6 +214,7 @@ def build_change_table(name: str, schema: str | None) -> Table:
         mysql_collate=COLLATION,
         mariadb_charset=CHARSET,
         mariadb_collate=COLLATION,
+        **options,
     )
 
 

@@ -60,6 +60,7 @@ neither them nor their reverse.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -162,21 +163,38 @@ def include_object(
 
     For applications where ``set_config()`` creates the change table: autogenerate
     then neither drops it nor creates it. Tables named as the configured change
-    table (or ``sqlaudit_changes``), and their indexes, are left out.
+    table (or ``sqlaudit_changes``), its monthly partitions when it is partitioned
+    (``sqlaudit_changes_p202611``, ``sqlaudit_changes_default``: see
+    :func:`sqlaudit.ops.create_partitioned_change_table`), and their indexes, are
+    left out.
 
     Example:
         >>> include_object(None, "sqlaudit_changes", "table", True, None)
+        False
+        >>> include_object(None, "sqlaudit_changes_p202611", "table", True, None)
         False
         >>> include_object(None, "customers", "table", True, None)
         True
     """
     names = {_DEFAULT_NAME, change_table_name()}
     if type_ == "table":
-        return name not in names
+        return not _is_change_table(name, names)
     table = getattr(obj, "table", None)
     if type_ in ("index", "column", "unique_constraint", "foreign_key_constraint"):
-        return getattr(table, "name", None) not in names
+        return not _is_change_table(getattr(table, "name", None), names)
     return True
+
+
+def _is_change_table(name: str | None, names: set[str]) -> bool:
+    """Say whether ``name`` is the change table or a monthly partition of it (``_pYYYYMM``)."""
+    if name is None:
+        return False
+    if name in names:
+        return True
+    return any(_PARTITION.fullmatch(name[len(n) :]) for n in names if name.startswith(n))
+
+
+_PARTITION = re.compile(r"_(p\d{6}|default)")
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:

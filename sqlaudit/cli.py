@@ -5,7 +5,7 @@ It finds the application with ``--app module:attr`` (or ``SQLAUDIT_APP``): the
 module is imported, so its ``@track_table`` models and its ``set_config`` call take
 effect, and ``attr``, when given, may be the :class:`~sqlaudit.SQLAuditConfig` or a
 function returning it. Commands that need no model (``feed``, ``events``, ``tx``,
-``stats``, ``prune``, ``export``, ``verify``, ``import-0.7``) also work from a
+``stats``, ``prune``, ``export``, ``verify``, ``partitions``, ``import-0.7``) also work from a
 database URL alone, ``--url`` (or ``SQLAUDIT_URL``)::
 
     sqlaudit --app myapp.audit:config history Customer 2
@@ -13,6 +13,7 @@ database URL alone, ``--url`` (or ``SQLAUDIT_URL``)::
     sqlaudit --url sqlite:///app.db prune --older-than 365d --yes
     sqlaudit --url sqlite:///app.db export --cursor-file export.cursor >> changes.jsonl
     sqlaudit --url sqlite:///app.db verify --anchor
+    sqlaudit --url postgresql+psycopg://app@db/app partitions --ensure --months-ahead 3
     sqlaudit --url sqlite:///app.db replay sqlite:///restored.db --until 2026-01-31T12:00
     sqlaudit --app myapp.audit:config rebuild Customer sqlite:///rebuilt.db --at 2026-01-31
 
@@ -458,7 +459,12 @@ def _size(connection: Any, name: str, schema: str | None) -> int | None:
     try:
         if dialect == "postgresql":
             qualified = f"{schema}.{name}" if schema else name
-            query = text("SELECT pg_total_relation_size(CAST(:name AS regclass))")
+            # A partitioned table: the sum of its partitions (PostgreSQL 12+).
+            query = text(
+                "SELECT COALESCE((SELECT SUM(pg_total_relation_size(relid)) "
+                "FROM pg_partition_tree(CAST(:name AS regclass))), "
+                "pg_total_relation_size(CAST(:name AS regclass)))"
+            )
             return int(connection.execute(query, {"name": qualified}).scalar_one())
         if dialect in ("mysql", "mariadb"):
             query = text(
@@ -540,9 +546,58 @@ def prune(
                 progress=advance,
             )
         click.echo(
-            f"deleted {report.rows_deleted} rows in {report.batches} batches "
-            f"(operation {report.operation_id})"
+            f"deleted {report.rows_deleted} rows in {report.batches} batches"
+            f"{_dropped(report.partitions_dropped)} (operation {report.operation_id})"
         )
+
+
+def _dropped(names: Sequence[str]) -> str:
+    return f" and {len(names)} partitions ({', '.join(names)})" if names else ""
+
+
+@cli.command()
+@click.option(
+    "--create",
+    "action",
+    flag_value="create",
+    help="Create the change table partitioned by month (PostgreSQL), with its partitions.",
+)
+@click.option(
+    "--ensure",
+    "action",
+    flag_value="ensure",
+    help="Create the coming months' partitions; move rows out of the default partition.",
+)
+@click.option("--months-ahead", type=int, default=3, show_default=True)
+@click.pass_obj
+def partitions(state: _State, action: str | None, months_ahead: int) -> None:
+    """List, create or extend the monthly partitions of the change table (PostgreSQL)."""
+    from sqlaudit.ops import create_partitioned_change_table, ensure_partitions, list_partitions
+
+    with _errors():
+        config = state.setup()
+        engine = state.engine()
+        table = config.table
+        names = {"table_name": table.name, "table_schema": table.schema}
+        if action is None:
+            found = list_partitions(engine, **names)
+        else:
+            run = create_partitioned_change_table if action == "create" else ensure_partitions
+            report = run(engine, months_ahead=months_ahead, **names)
+            found = list(report.partitions)
+            click.echo(
+                f"created {len(report.created)} partitions"
+                f"{': ' + ', '.join(report.created) if report.created else ''}; "
+                f"moved {report.rows_moved} rows out of the default partition",
+                err=True,
+            )
+        for partition in found:
+            if partition.default:
+                click.echo(f"{partition.name}\tDEFAULT")
+            else:
+                start = partition.start.isoformat() if partition.start else "MINVALUE"
+                end = partition.end.isoformat() if partition.end else "MAXVALUE"
+                click.echo(f"{partition.name}\t{start}\t{end}")
 
 
 def _table_names(models: Sequence[str]) -> list[str]:

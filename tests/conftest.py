@@ -170,6 +170,15 @@ def engine(
 
 
 def _drop_everything(engine: Engine) -> None:
+    if engine.dialect.name == "postgresql":
+        # A partitioned table first: dropping it drops its partitions, which
+        # drop_all would otherwise try to drop again.
+        with engine.begin() as connection:
+            for name in connection.exec_driver_sql(
+                "SELECT relname FROM pg_class WHERE relkind = 'p' "
+                "AND relnamespace = current_schema()::regnamespace"
+            ).scalars():
+                connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
     metadata = MetaData()
     metadata.reflect(engine)
     metadata.drop_all(engine)

@@ -29,6 +29,12 @@ alone::
     anchor_changes()
     assert verify().ok
 
+On PostgreSQL the change table can be partitioned by month, so that pruning
+drops whole partitions instead of deleting rows::
+
+    create_partitioned_change_table(engine, months_ahead=3)  # before set_config()
+    ensure_partitions(months_ahead=3)                         # monthly, from cron
+
 Prune, erase and anchoring are recorded in the operations log,
 ``<change table>_operations`` (created on first use): what was asked, by whom,
 when, and how many rows it touched. Anchors live in ``<change table>_anchors``.
@@ -46,6 +52,13 @@ from sqlaudit.ops._erase import erase as erase
 from sqlaudit.ops._export import EXPORT_FIELDS as EXPORT_FIELDS
 from sqlaudit.ops._export import ExportReport as ExportReport
 from sqlaudit.ops._export import export_changes as export_changes
+from sqlaudit.ops._partitions import Partition as Partition
+from sqlaudit.ops._partitions import PartitionReport as PartitionReport
+from sqlaudit.ops._partitions import (
+    create_partitioned_change_table as create_partitioned_change_table,
+)
+from sqlaudit.ops._partitions import ensure_partitions as ensure_partitions
+from sqlaudit.ops._partitions import list_partitions as list_partitions
 from sqlaudit.ops._prune import PruneReport as PruneReport
 from sqlaudit.ops._prune import prune as prune
 from sqlaudit.ops._sensitive import clear_sensitive_fields as clear_sensitive_fields
@@ -58,13 +71,18 @@ __all__ = [
     "AnchorReport",
     "ErasureReport",
     "ExportReport",
+    "Partition",
+    "PartitionReport",
     "Problem",
     "PruneReport",
     "VerifyReport",
     "anchor_changes",
     "clear_sensitive_fields",
+    "create_partitioned_change_table",
+    "ensure_partitions",
     "erase",
     "export_changes",
+    "list_partitions",
     "prune",
     "set_sensitive_fields",
     "verify",

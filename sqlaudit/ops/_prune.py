@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from sqlaudit.exceptions import OperationError
-from sqlaudit.ops import _anchors
+from sqlaudit.ops import _anchors, _partitions
 from sqlaudit.ops._common import check_positive, log_finish, log_start, resolve_target
 from sqlaudit.ops._export import table_names
 
@@ -30,6 +30,9 @@ class PruneReport:
         last_id: The highest id deleted.
         operation_id: The run's row in the operations log.
         complete: ``False`` when ``max_batches`` stopped the run early (run it again).
+        partitions_dropped: On a partitioned change table, the partitions dropped
+            whole (their rows are counted in ``rows_deleted``, their ids in
+            ``first_id`` and ``last_id``).
 
     Example:
         >>> PruneReport(1200, 3, 1, 1250, 7, True).rows_deleted
@@ -42,6 +45,7 @@ class PruneReport:
     last_id: int | None
     operation_id: int
     complete: bool
+    partitions_dropped: tuple[str, ...] = ()
 
 
 def prune(
@@ -69,6 +73,16 @@ def prune(
     table has anchors (:func:`anchor_changes`), the anchors of the deleted rows are
     re-anchored in the same transactions, so :func:`verify` still passes.
 
+    On a change table partitioned by month (:func:`create_partitioned_change_table`,
+    PostgreSQL), the partitions lying wholly before ``before`` are dropped, each in
+    a transaction of its own, instead of deleted row by row: the time does not grow
+    with their size. Only the rows of the partition that straddles ``before`` (and
+    old rows in the default partition) are deleted in batches. With ``models``,
+    no partition is dropped (it holds other tables' rows too): every row goes in
+    batches, as on a plain table, and emptied partitions stay until a prune
+    without ``models`` drops them. The log's ``detail`` lists each partition
+    dropped with its rows, counted just before the drop.
+
     Pruning removes the beginning of histories: a resource whose insert was pruned
     has a state only from its first kept change on; record a baseline
     (:func:`sqlaudit.record_baseline`) after pruning if states must stay complete.
@@ -77,7 +91,8 @@ def prune(
         before: An aware datetime; rows with ``changed_at`` before it are deleted.
         models: Tracked classes or table names; ``None``: every table.
         batch_size: Rows deleted per transaction.
-        max_batches: Stop after this many batches (``None``: until done).
+        max_batches: Stop after this many batches (``None``: until done); dropping a
+            partition is not a batch.
         anchor_key: The key the anchors were made with, if any (:func:`anchor_changes`).
         bind: Engine, Connection or Session whose engine to use; default: the config's.
         table_name: The change table's name when not the config's.
@@ -115,12 +130,40 @@ def prune(
         # Checked before anything is deleted: the chain is redone with it at the end.
         sign = _anchors.check_key(connection, table, anchor_key, "prune")
         operation_id = log_start(connection, log, "prune", arguments, performed_by)
-    conditions = [table.c.changed_at < before]
-    if names:
-        conditions.append(table.c.table_name.in_(names))
     deleted = batches = 0
     first: int | None = None
     last: int | None = None
+    dropped: list[dict[str, Any]] = []
+    if not names:
+        with target.engine.connect() as connection:
+            old = (
+                _partitions.dropped_before(connection, table, before)
+                if _partitions.is_partitioned(connection, table)
+                else []
+            )
+
+        def record(
+            connection: Connection, partition: _partitions.Partition, rows: int, low: int, high: int
+        ) -> None:
+            # In the drop's own transaction: the log never misses a dropped partition.
+            nonlocal deleted, first, last
+            deleted += rows
+            if rows:
+                first = low if first is None else min(first, low)
+                last = high if last is None else max(last, high)
+            dropped.append(
+                {"name": partition.name, "from": partition.start, "to": partition.end, "rows": rows}
+            )
+            detail = {"last_id": last, "partitions_dropped": dropped}
+            log_finish(connection, log, operation_id, deleted, detail, status="running")
+
+        for partition in old:
+            _partitions.drop_partition(target.engine, table, partition, record)
+            if progress is not None:
+                progress(deleted)
+    conditions = [table.c.changed_at < before]
+    if names:
+        conditions.append(table.c.table_name.in_(names))
     after = 0
     complete = True
     while True:
@@ -145,24 +188,29 @@ def prune(
             _anchors.forget(connection, table, ids)
             deleted += count
             batches += 1
-            first = ids[0] if first is None else first
-            last = after = ids[-1]
-            log_finish(
-                connection,
-                log,
-                operation_id,
-                deleted,
-                {"last_id": last},
-                status="running",
-            )
+            first = ids[0] if first is None else min(first, ids[0])
+            last = ids[-1] if last is None else max(last, ids[-1])
+            after = ids[-1]
+            detail: dict[str, Any] = {"last_id": last}
+            if dropped:
+                detail["partitions_dropped"] = dropped
+            log_finish(connection, log, operation_id, deleted, detail, status="running")
         if progress is not None:
             progress(deleted)
         if len(ids) < size:
             break
     with target.engine.begin() as connection:
-        detail = {"first_id": first, "last_id": last, "batches": batches}
-        detail["anchors"] = _anchors.rechain(connection, table, sign)
+        summary: dict[str, Any] = {"first_id": first, "last_id": last, "batches": batches}
+        if dropped:
+            summary["partitions_dropped"] = dropped
+        summary["anchors"] = _anchors.rechain(connection, table, sign)
         log_finish(
-            connection, log, operation_id, deleted, detail, status="done" if complete else "partial"
+            connection,
+            log,
+            operation_id,
+            deleted,
+            summary,
+            status="done" if complete else "partial",
         )
-    return PruneReport(deleted, batches, first, last, operation_id, complete)
+    names_dropped = tuple(str(entry["name"]) for entry in dropped)
+    return PruneReport(deleted, batches, first, last, operation_id, complete, names_dropped)
