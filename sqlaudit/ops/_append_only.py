@@ -55,7 +55,16 @@ from sqlaudit._triggers import object_name
 from sqlaudit.config import get_config, has_config
 from sqlaudit.exceptions import ConfigurationError
 
-__all__ = ["check_guard", "drop_guard", "install_guard", "maintenance"]
+__all__ = [
+    "check_guard",
+    "create_guard",
+    "drop_guard",
+    "has_guard_triggers",
+    "install_guard",
+    "maintenance",
+    "marker_table_name",
+    "message",
+]
 
 Bind = Engine | Connection
 
@@ -189,6 +198,19 @@ def _create_sql(connection: Connection, dialect: str, table: Table) -> list[str]
     return statements
 
 
+def create_guard(connection: Connection, table: Table) -> None:
+    """Create (or replace) the guard of ``table``, which exists, in ``connection``'s transaction."""
+    dialect = _check_dialect(connection, "install_guard")
+    for statement in _create_sql(connection, dialect, table):
+        connection.exec_driver_sql(_escape(statement, connection))
+
+
+def has_guard_triggers(connection: Connection, table: Table) -> bool:
+    """Return whether any of the guard's triggers is on ``table``."""
+    installed = _installed(connection, connection.dialect.name, table)
+    return any(name in installed for name in _triggers(connection.dialect.name, table).values())
+
+
 def _drop_sql(connection: Connection, dialect: str, table: Table) -> list[str]:
     target = _qualified(connection, table, table.name)
     names = list(_triggers(dialect, table).values())
@@ -239,10 +261,9 @@ def install_guard(
     """
     table = _change_table(table_name, table_schema)
     with _begin(bind) as connection:
-        dialect = _check_dialect(connection, "install_guard")
+        _check_dialect(connection, "install_guard")
         _schema.create_change_table(table, connection)
-        for statement in _create_sql(connection, dialect, table):
-            connection.exec_driver_sql(_escape(statement, connection))
+        create_guard(connection, table)
 
 
 def drop_guard(
