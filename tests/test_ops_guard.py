@@ -225,6 +225,26 @@ def test_a_failed_erase_leaves_the_guard_closed_on_its_pooled_connection(
     _guard_is_closed(pooled, backend)
 
 
+def test_a_prune_whose_closing_fails_still_leaves_the_guard_closed(audit, guarded, pooled, backend):
+    """When closing the opening itself fails, the batch fails and nothing stays open.
+
+    MySQL/MariaDB's variable outlives the transaction: the connection is invalidated.
+    """
+    add_rows(audit.engine, audit.config, 3)
+
+    def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        closing = "NULL" in statement or "''" in statement or statement.startswith("DELETE")
+        if "maintenance" in statement and closing:
+            raise RuntimeError("the closing statement failed")
+
+    event.listen(pooled, "before_cursor_execute", fail)
+    with pytest.raises(RuntimeError, match="closing statement failed"):
+        prune(CUT, bind=pooled)
+    event.remove(pooled, "before_cursor_execute", fail)
+    _guard_is_closed(pooled, backend)
+    assert _count(audit) == 5  # the batch rolled back
+
+
 def test_an_erasure_closes_the_guard_for_the_rest_of_its_transaction(audit, guarded):
     """After erase returns, the same transaction cannot UPDATE change rows either."""
     with audit.Session() as session:
@@ -303,7 +323,8 @@ def test_async_twins_install_check_and_drop(audit, guarded, target):
 
     dropped, installed = asyncio.run(scenario())
     assert dropped and installed == []
-    assert "append-only" in refused(audit.engine, "DELETE FROM sqlaudit_changes")
+    message = refused(audit.engine, "DELETE FROM sqlaudit_changes")
+    assert "sqlaudit guard: sqlaudit_changes is append-only, DELETE refused" in message
 
 
 def test_prune_of_recent_rows_and_new_writes_meanwhile(audit, guarded):
