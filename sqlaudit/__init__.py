@@ -84,8 +84,11 @@ from sqlaudit.hooks import register_hooks as register_hooks
 from sqlaudit.hooks import unregister_hooks as unregister_hooks
 from sqlaudit.migration import upgrade_change_table as upgrade_change_table
 from sqlaudit.ops import anchor_changes as anchor_changes
+from sqlaudit.ops import check_guard as check_guard
+from sqlaudit.ops import drop_guard as drop_guard
 from sqlaudit.ops import erase as erase
 from sqlaudit.ops import export_changes as export_changes
+from sqlaudit.ops import install_guard as install_guard
 from sqlaudit.ops import prune as prune
 from sqlaudit.ops import verify as verify
 from sqlaudit.retrieval import Operation as Operation
@@ -139,6 +142,7 @@ __all__ = [
     "UserRequiredError",
     "anchor_changes",
     "audit_context",
+    "check_guard",
     "check_triggers",
     "clear_config",
     "clear_session_context",
@@ -147,6 +151,7 @@ __all__ = [
     "current_context",
     "diff_resource",
     "disable_auditing",
+    "drop_guard",
     "drop_triggers",
     "erase",
     "export_changes",
@@ -159,6 +164,7 @@ __all__ = [
     "get_resource_events",
     "get_resource_state",
     "get_transaction_changes",
+    "install_guard",
     "install_triggers",
     "prune",
     "record_baseline",

@@ -4,9 +4,13 @@ MySQL and MariaDB refuse any statement larger than the server's
 ``max_allowed_packet`` (16 MB by default on MariaDB, 64 MB on MySQL 8), and a change
 row carries two values: an UPDATE setting a 10 MB text fits in 16 MB, the INSERT of
 its change row (the old and the new 10 MB value) does not. :func:`write_changes`
-sends such a row on its own, in pieces, in the caller's transaction: an INSERT with
-the values that fit, then one UPDATE per value left out. The row is whole when the
-transaction commits, and keeps its place in the order of writing (its id).
+sends such a row on its own, in pieces, in the caller's transaction: each value that
+does not fit beside the others first goes to a user variable of the connection, in a
+statement of its own (``SET @sqlaudit_old_value = ...``), then one INSERT writes the
+row, reading those values from the variables, which are emptied right after. The row
+is written whole, by one INSERT, so it keeps its place in the order of writing (its
+id), and the change table never sees an UPDATE (which the append-only guard,
+:func:`sqlaudit.install_guard`, would refuse).
 
 Every value is stored in full, unless it cannot fit in a statement even alone (a
 ``bytes`` value grows by a third in base64, so one of more than about three
@@ -27,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, literal_column, text
 from sqlalchemy.engine import Connection
 
 from sqlaudit._schema import CHANGE_COLUMNS
@@ -178,10 +182,17 @@ def _write_alone(
             later.append((name, value))
             values[name] = None
     options = dict(execution_options or {})
-    result = connection.execute(table.insert(), values, execution_options=options)
-    primary_key = result.inserted_primary_key
-    assert primary_key is not None  # a single-row INSERT always reports its key
-    row_id = primary_key[0]
+    variables = {name: f"@sqlaudit_{name}" for name, _ in later}
     for name, value in later:
-        statement = table.update().where(table.c.id == row_id).values({name: value})
-        connection.execute(statement, execution_options=options)
+        connection.execute(text(f"SET {variables[name]} = :value"), {"value": value})
+        del values[name]
+    statement = table.insert().values(
+        {name: literal_column(variable) for name, variable in variables.items()}
+    )
+    try:
+        connection.execute(statement, values, execution_options=options)
+    finally:
+        if variables:
+            # Free what they hold (up to a packet each) on the pooled connection.
+            emptied = ", ".join(f"{variable} = NULL" for variable in variables.values())
+            connection.exec_driver_sql(f"SET {emptied}")

@@ -56,6 +56,15 @@ no names: every database-captured model. The change table is the configured one,
 else ``sqlaudit_changes``; ``table_name=`` / ``table_schema=`` name another. They
 run against the migration's connection (online mode); autogenerate renders
 neither them nor their reverse.
+
+**The append-only guard** (see :func:`sqlaudit.install_guard`) is installed and
+dropped by two more operations, with the same ``table_name=`` / ``table_schema=``::
+
+    def upgrade() -> None:
+        op.create_audit_guard()     # the change table refuses UPDATE and DELETE but
+                                    # from prune and erase
+    def downgrade() -> None:
+        op.drop_audit_guard()
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from alembic.operations import MigrateOperation, Operations
 from sqlalchemy import MetaData, Table
 
-from sqlaudit import _registry, _schema, triggers
+from sqlaudit import _registry, _schema, ops, triggers
 from sqlaudit.config import SQLAuditConfig, get_config, has_config
 from sqlaudit.exceptions import ConfigurationTypeError, UntrackedModelError
 
@@ -75,7 +84,9 @@ if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
 
 __all__ = [
+    "CreateAuditGuardOp",
     "CreateAuditTriggersOp",
+    "DropAuditGuardOp",
     "DropAuditTriggersOp",
     "ReplaceAuditTriggersOp",
     "change_table_name",
@@ -332,3 +343,62 @@ def _install(operations: Operations, operation: _AuditTriggersOp) -> None:
 @Operations.implementation_for(DropAuditTriggersOp)
 def _drop(operations: Operations, operation: _AuditTriggersOp) -> None:
     triggers.drop_triggers(operations.get_bind(), _models(operation.models), **operation._options())
+
+
+class _AuditGuardOp(MigrateOperation):
+    """What the two guard operations share: the change table."""
+
+    def __init__(self, *, table_name: str | None = None, table_schema: str | None = None) -> None:
+        self.table_name = table_name
+        self.table_schema = table_schema
+
+    def _options(self) -> dict[str, Any]:
+        return {"table_name": self.table_name, "table_schema": self.table_schema}
+
+
+@Operations.register_operation("create_audit_guard")
+class CreateAuditGuardOp(_AuditGuardOp):
+    """``op.create_audit_guard()``: make the change table refuse UPDATE and DELETE.
+
+    Example:
+        >>> CreateAuditGuardOp(table_name="audit").reverse().table_name
+        'audit'
+    """
+
+    @classmethod
+    def create_audit_guard(cls, operations: Operations, **options: Any) -> None:
+        """Install the change table's append-only guard (see :func:`sqlaudit.install_guard`)."""
+        operations.invoke(cls(**options))
+
+    def reverse(self) -> DropAuditGuardOp:
+        """Return the operation that undoes this one: dropping the guard."""
+        return DropAuditGuardOp(**self._options())
+
+
+@Operations.register_operation("drop_audit_guard")
+class DropAuditGuardOp(_AuditGuardOp):
+    """``op.drop_audit_guard()``: remove the change table's append-only guard.
+
+    Example:
+        >>> DropAuditGuardOp().reverse().table_name is None
+        True
+    """
+
+    @classmethod
+    def drop_audit_guard(cls, operations: Operations, **options: Any) -> None:
+        """Remove the append-only guard (see :func:`sqlaudit.drop_guard`)."""
+        operations.invoke(cls(**options))
+
+    def reverse(self) -> CreateAuditGuardOp:
+        """Return the operation that undoes this one: installing the guard."""
+        return CreateAuditGuardOp(**self._options())
+
+
+@Operations.implementation_for(CreateAuditGuardOp)
+def _install_guard(operations: Operations, operation: _AuditGuardOp) -> None:
+    ops.install_guard(operations.get_bind(), **operation._options())
+
+
+@Operations.implementation_for(DropAuditGuardOp)
+def _drop_guard(operations: Operations, operation: _AuditGuardOp) -> None:
+    ops.drop_guard(operations.get_bind(), **operation._options())

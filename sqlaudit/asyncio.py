@@ -14,6 +14,10 @@ async generator function yielding one (FastAPI's async ``get_db``). Async
 applications create the change table with :func:`create_change_table`, since
 :func:`~sqlaudit.config.set_config` cannot await (give it ``create_table=False``).
 
+The capture triggers and the append-only guard are installed, checked and dropped
+through an ``AsyncEngine`` by twins of their functions (:func:`install_triggers`,
+:func:`install_guard` ...).
+
 The history API (:mod:`sqlaudit.history`) has a twin here for every read and for
 :func:`restore`, :func:`revert_transaction` and :func:`record_baseline`: the same
 arguments, awaited, with an ``AsyncSession``; each runs the synchronous
@@ -48,7 +52,7 @@ except ImportError as exc:  # greenlet missing: SQLAlchemy's asyncio needs it
         "driver: pip install 'sqlaudit[async]'"
     ) from exc
 
-from sqlaudit import _schema, history, triggers
+from sqlaudit import _schema, history, ops, triggers
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import ConfigurationError, ConfigurationTypeError
 from sqlaudit.history import Page, ResourceEvent, ResourceState
@@ -63,11 +67,13 @@ from sqlaudit.retrieval import (
 )
 
 __all__ = [
+    "check_guard",
     "check_triggers",
     "count_changes",
     "count_events",
     "create_change_table",
     "diff_resource",
+    "drop_guard",
     "drop_triggers",
     "get_aggregate_events",
     "get_changes",
@@ -77,6 +83,7 @@ __all__ = [
     "get_resource_events",
     "get_resource_state",
     "get_transaction_changes",
+    "install_guard",
     "install_triggers",
     "record_baseline",
     "restore",
@@ -200,6 +207,33 @@ async def check_triggers(
         >>> assert await check_triggers(async_engine) == []  # doctest: +SKIP
     """
     return await _on_connection(bind, lambda sync: triggers.check_triggers(sync, models, **options))
+
+
+async def install_guard(bind: AsyncEngine | AsyncConnection, **options: Any) -> None:
+    """Install the append-only guard through an async engine (see :func:`sqlaudit.install_guard`).
+
+    Example:
+        >>> await install_guard(async_engine)  # doctest: +SKIP
+    """
+    await _on_connection(bind, lambda sync: ops.install_guard(sync, **options))
+
+
+async def drop_guard(bind: AsyncEngine | AsyncConnection, **options: Any) -> None:
+    """Remove the append-only guard through an async engine (see :func:`sqlaudit.drop_guard`).
+
+    Example:
+        >>> await drop_guard(async_engine)  # doctest: +SKIP
+    """
+    await _on_connection(bind, lambda sync: ops.drop_guard(sync, **options))
+
+
+async def check_guard(bind: AsyncEngine | AsyncConnection, **options: Any) -> list[str]:
+    """Say what the append-only guard is missing (see :func:`sqlaudit.check_guard`).
+
+    Example:
+        >>> assert await check_guard(async_engine) == []  # doctest: +SKIP
+    """
+    return await _on_connection(bind, lambda sync: ops.check_guard(sync, **options))
 
 
 async def _execute(config: SQLAuditConfig, session: AsyncSession | None, query: Select[Any]) -> Any:

@@ -5,8 +5,8 @@ It finds the application with ``--app module:attr`` (or ``SQLAUDIT_APP``): the
 module is imported, so its ``@track_table`` models and its ``set_config`` call take
 effect, and ``attr``, when given, may be the :class:`~sqlaudit.SQLAuditConfig` or a
 function returning it. Commands that need no model (``feed``, ``events``, ``tx``,
-``stats``, ``prune``, ``export``, ``verify``, ``partitions``, ``import-0.7``) also work from a
-database URL alone, ``--url`` (or ``SQLAUDIT_URL``)::
+``stats``, ``prune``, ``export``, ``verify``, ``partitions``, ``guard``, ``import-0.7``) also
+work from a database URL alone, ``--url`` (or ``SQLAUDIT_URL``)::
 
     sqlaudit --app myapp.audit:config history Customer 2
     sqlaudit --url postgresql+psycopg://app@db/app feed --user 7 --since 2026-01-01
@@ -14,6 +14,7 @@ database URL alone, ``--url`` (or ``SQLAUDIT_URL``)::
     sqlaudit --url sqlite:///app.db export --cursor-file export.cursor >> changes.jsonl
     sqlaudit --url sqlite:///app.db verify --anchor
     sqlaudit --url postgresql+psycopg://app@db/app partitions --ensure --months-ahead 3
+    sqlaudit --url sqlite:///app.db guard install
     sqlaudit --url sqlite:///app.db replay sqlite:///restored.db --until 2026-01-31T12:00
     sqlaudit --app myapp.audit:config rebuild Customer sqlite:///rebuilt.db --at 2026-01-31
 
@@ -745,6 +746,63 @@ def verify(
         )
         if not report.ok:
             raise SystemExit(1)
+
+
+@cli.group()
+def guard() -> None:
+    """Install, check or drop the change table's append-only guard.
+
+    With the guard, the database refuses every UPDATE and DELETE of change rows
+    (and TRUNCATE on PostgreSQL) except those of prune and erase.
+    """
+
+
+def _guarded_table(state: _State) -> tuple[Engine, dict[str, Any], str]:
+    """Return the engine, the change table's options and its name, for the guard commands."""
+    table = state.setup().table
+    options = {"table_name": table.name, "table_schema": table.schema}
+    return state.engine(), options, table.fullname
+
+
+@guard.command("install")
+@click.pass_obj
+def guard_install(state: _State) -> None:
+    """Install the guard (idempotent; creates the change table if missing)."""
+    from sqlaudit.ops import install_guard
+
+    with _errors():
+        engine, options, name = _guarded_table(state)
+        install_guard(engine, **options)
+        click.echo(f"guard installed on {name}: only prune and erase may update or delete rows")
+
+
+@guard.command("drop")
+@click.pass_obj
+def guard_drop(state: _State) -> None:
+    """Remove the guard."""
+    from sqlaudit.ops import drop_guard
+
+    with _errors():
+        engine, options, name = _guarded_table(state)
+        drop_guard(engine, **options)
+        click.echo(f"guard dropped from {name}")
+
+
+@guard.command("check")
+@click.pass_obj
+def guard_check(state: _State) -> None:
+    """Say whether the guard is installed; exit 1 when it is not, or not whole."""
+    from sqlaudit.ops import check_guard
+
+    with _errors():
+        engine, options, name = _guarded_table(state)
+        problems = check_guard(engine, **options)
+        for problem in problems:
+            click.echo(problem)
+        if problems:
+            click.echo(f"NOT guarded: {name}")
+            raise SystemExit(1)
+        click.echo(f"ok: {name} is guarded")
 
 
 @cli.command()

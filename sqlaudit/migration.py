@@ -18,7 +18,8 @@ Run the upgrade once per database, before :func:`~sqlaudit.config.set_config`
 
 It keeps every row and id; running it again does nothing. On PostgreSQL it runs in
 one transaction; on MySQL/MariaDB it is one ``ALTER TABLE`` (which copies the
-table); on SQLite the table is rebuilt (new table, rows copied, old one dropped).
+table); on SQLite the table is rebuilt (new table, rows copied, old one dropped), and
+the append-only guard (:func:`~sqlaudit.install_guard`), if any, is put back on it.
 An async application runs it with ``await connection.run_sync(upgrade_change_table)``
 (names as keywords after it), an Alembic migration with
 ``upgrade_change_table(op.get_bind())``.
@@ -284,6 +285,10 @@ def _upgrade_sqlite(connection: Connection, table: Table) -> None:
             f"({', '.join(unknown)}); upgrading on SQLite rebuilds the table and would lose "
             "them. Move them elsewhere first."
         )
+    # The append-only guard's triggers go with the old table: put them back on the new one.
+    from sqlaudit.ops import _append_only
+
+    guarded = _append_only.has_guard_triggers(connection, table)
     computed = {key for key, _ in _schema.KEY_COLUMNS}
     copied = ", ".join(preparer.quote(name) for name in columns if name not in computed)
     staging = _schema.build_change_table(f"{table.name}__sqlaudit_upgrade", table.schema)
@@ -299,6 +304,8 @@ def _upgrade_sqlite(connection: Connection, table: Table) -> None:
     )
     for index in table.indexes:
         index.create(connection)
+    if guarded:
+        _append_only.create_guard(connection, table)
 
 
 def _create_missing_indexes(connection: Connection, table: Table, kept: set[str]) -> None:

@@ -15,17 +15,21 @@ import alembic
 import pytest
 from sqlalchemy import MetaData, String, text
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from sqlaudit import (
     ConfigurationTypeError,
+    check_guard,
     check_triggers,
     get_resource_changes,
     register_hooks,
     track_table,
 )
 from sqlaudit.alembic import (
+    CreateAuditGuardOp,
     CreateAuditTriggersOp,
+    DropAuditGuardOp,
     DropAuditTriggersOp,
     ReplaceAuditTriggersOp,
     change_table_name,
@@ -272,9 +276,11 @@ def upgrade() -> None:
         sa.Column("name", sa.String(100), nullable=False),
     )
     op.create_audit_triggers("Customer")
+    op.create_audit_guard()
 
 
 def downgrade() -> None:
+    op.drop_audit_guard()
     op.drop_audit_triggers("Customer")
     op.drop_table("customers")
 '''
@@ -301,9 +307,13 @@ def test_migration_operations_create_and_drop_capture_triggers(engine, tmp_path)
         connection.execute(text("INSERT INTO customers (id, name) VALUES (1, 'Ann')"))
     set_config(SQLAuditConfig(session_factory=sessionmaker(engine), time_zone="UTC"))
     assert [c.new_value for c in get_resource_changes(Customer)] == ["Ann"]
+    assert check_guard(engine) == []  # and the change table refuses edits
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("UPDATE sqlaudit_changes SET new_value = 'str:Bob'"))
 
     app.alembic("-c", "alembic.ini", "downgrade", "base")
     assert not sa_inspect(engine).has_table("customers")
+    assert check_guard(engine) != []
 
 
 def test_migration_naming_an_untracked_model_fails_with_the_fix(engine, tmp_path):
@@ -321,6 +331,14 @@ def test_migration_naming_an_untracked_model_fails_with_the_fix(engine, tmp_path
     assert "UntrackedModelError" in result.stderr
     assert "'Customer', which is not tracked here" in result.stderr
     assert "Import the models in env.py" in result.stderr
+
+
+def test_guard_operations_reverse_each_other():
+    """op.create_audit_guard and op.drop_audit_guard undo each other, keeping the table named."""
+    create = CreateAuditGuardOp(table_name="audit", table_schema="ops")
+    assert isinstance(create.reverse(), DropAuditGuardOp)
+    assert (create.reverse().table_name, create.reverse().table_schema) == ("audit", "ops")
+    assert isinstance(create.reverse().reverse(), CreateAuditGuardOp)
 
 
 def test_trigger_operations_reverse_each_other():

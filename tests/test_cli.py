@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from ops_support import add_rows, declare_customer
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
 from test_legacy import RECORDS, fill_legacy
 from test_legacy import declare_customer as declare_legacy_customer
 
@@ -267,3 +268,30 @@ def test_the_cli_is_an_extra_in_the_test_extra_with_a_console_script():
     index = (root / "docs" / "index.md").read_text()
     for page in ("export", "retention", "erasure", "verification", "cli"):
         assert f"\n{page}\n" in index and (root / "docs" / f"{page}.md").exists()
+
+
+def test_guard_install_check_and_drop(audit, jane):
+    """``guard install`` makes the change table refuse raw DELETEs; ``check`` and ``drop`` follow."""
+    before = run("--url", url(audit), "guard", "check")
+    assert before.exit_code == 1
+    assert "install_guard()" in before.output and "NOT guarded: sqlaudit_changes" in before.output
+    installed = run("--url", url(audit), "guard", "install")
+    assert installed.exit_code == 0, installed.output
+    assert "guard installed on sqlaudit_changes" in installed.output
+    checked = run("--url", url(audit), "guard", "check")
+    assert (checked.exit_code, checked.output) == (0, "ok: sqlaudit_changes is guarded\n")
+    with pytest.raises(DBAPIError, match="append-only"), audit.engine.begin() as connection:
+        connection.execute(text("DELETE FROM sqlaudit_changes"))
+    pruned = run("--url", url(audit), "prune", "--older-than", "0d", "--yes")
+    assert pruned.exit_code == 0, pruned.output
+    assert "deleted 4 rows" in pruned.output
+    dropped = run("--url", url(audit), "guard", "drop")
+    assert (dropped.exit_code, dropped.output) == (0, "guard dropped from sqlaudit_changes\n")
+    assert run("--url", url(audit), "guard", "check").exit_code == 1
+
+
+def test_guard_through_the_app_uses_its_change_table(audit, jane):
+    """With ``--app``, the guard goes on the configured change table."""
+    result = run("--app", "test_cli:app_config", "guard", "install")
+    assert result.exit_code == 0, result.output
+    assert run("--app", "test_cli:app_config", "guard", "check").exit_code == 0

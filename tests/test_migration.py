@@ -22,12 +22,14 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from sqlaudit import (
     ConfigurationError,
     SQLAuditConfig,
+    check_guard,
     get_resource_changes,
     register_hooks,
     set_config,
@@ -36,6 +38,7 @@ from sqlaudit import (
 )
 from sqlaudit._schema import CHANGE_COLUMNS, UTCDateTime
 from sqlaudit.migration import layout_differences
+from sqlaudit.ops._append_only import create_guard
 
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mariadb": "aiomysql"}
 
@@ -272,3 +275,18 @@ def test_sqlite_refuses_to_rebuild_a_table_with_unknown_columns(engine):
     assert "resource_key" not in {
         c["name"] for c in sa_inspect(engine).get_columns("sqlaudit_changes")
     }
+
+
+def test_the_append_only_guard_survives_the_upgrade(engine, base):
+    """A guarded table of the old layout is upgraded (no row is updated) and stays guarded."""
+    old = build_old_change_table("sqlaudit_changes")
+    old.create(engine)
+    customer = declare_customer(base)
+    base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        create_guard(connection, old)
+    write_history_into_the_old_table(engine, customer)
+    assert upgrade_change_table(engine) is True
+    assert check_guard(engine) == []
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE sqlaudit_changes SET changed_by = 'x'")

@@ -404,3 +404,42 @@ def test_writes_into_the_default_partition_never_fail_while_ensure_moves_rows(pa
     # Each month's first row went to the default partition, then to its month's.
     assert moved >= 12
     assert "sqlaudit_changes_default" not in where.values()
+
+
+@pytest.mark.backends("postgresql")
+def test_the_guard_covers_every_partition_and_lets_ensure_and_prune_through(partitioned):
+    """With the append-only guard on a partitioned table, statements sent to a partition
+    directly are refused too; ensure_partitions moves rows and prune drops and deletes."""
+    from sqlalchemy.exc import DBAPIError
+
+    from sqlaudit.ops import check_guard, install_guard
+
+    add_rows(partitioned.engine, partitioned.config, 10, at=JAN)
+    install_guard(partitioned.engine)
+    assert check_guard(partitioned.engine) == []
+    # Rows in the default partition, then moved out of it under the guard.
+    assert ensure_partitions(months_ahead=1).rows_moved == 10
+    add_rows(partitioned.engine, partitioned.config, 10, at=FEB, start=10)
+    add_rows(partitioned.engine, partitioned.config, 10, at=MAR - timedelta(seconds=20), start=20)
+    assert ensure_partitions(months_ahead=1).rows_moved == 20
+    for sql in (
+        "DELETE FROM sqlaudit_changes",
+        "DELETE FROM sqlaudit_changes_p202002",
+        "UPDATE sqlaudit_changes_p202001 SET new_value = 'str:forged'",
+        "TRUNCATE sqlaudit_changes",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), partitioned.engine.begin() as conn:
+            conn.execute(text(sql))
+    assert _count(partitioned) == 30
+    anchor_changes(settle=timedelta(0), block_size=4)
+    report = prune(CUT, batch_size=4)
+    assert report.partitions_dropped == ("sqlaudit_changes_p202001", "sqlaudit_changes_p202002")
+    assert (report.rows_deleted, _count(partitioned)) == (25, 5)
+    assert verify().ok
+    # A partition created after the guard is guarded as well.
+    later = datetime.now(UTC).replace(day=15) + timedelta(days=400)
+    add_rows(partitioned.engine, partitioned.config, 2, at=later, start=50)
+    assert ensure_partitions(months_ahead=1).rows_moved == 2
+    with pytest.raises(DBAPIError, match="append-only"), partitioned.engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM sqlaudit_changes_p{later:%Y%m}"))
+    assert _count(partitioned) == 7

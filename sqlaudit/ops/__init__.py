@@ -7,7 +7,8 @@ alone::
 
     from datetime import UTC, datetime, timedelta
     from sqlaudit.ops import (
-        anchor_changes, erase, export_changes, prune, set_sensitive_fields, verify,
+        anchor_changes, erase, export_changes, install_guard, prune, set_sensitive_fields,
+        verify,
     )
 
     # ship new rows to a warehouse, resuming where the last run stopped
@@ -35,9 +36,16 @@ drops whole partitions instead of deleting rows::
     create_partitioned_change_table(engine, months_ahead=3)  # before set_config()
     ensure_partitions(months_ahead=3)                         # monthly, from cron
 
+And the database can refuse UPDATE and DELETE of change rows, but for prune and
+erase::
+
+    install_guard(engine)
+
 Prune, erase and anchoring are recorded in the operations log,
 ``<change table>_operations`` (created on first use): what was asked, by whom,
 when, and how many rows it touched. Anchors live in ``<change table>_anchors``.
+:func:`install_guard` (undone by :func:`drop_guard`, checked by :func:`check_guard`)
+makes the change table append-only for everything but :func:`prune` and :func:`erase`.
 :data:`ERASED` (``"[erased]"``) is what an erased value reads back as;
 :data:`EXPORT_FIELDS` names an exported row's fields, in CSV column order.
 Nothing here adds work to the write path: change rows are written exactly as
@@ -46,6 +54,9 @@ before, by the flush hooks or by the database triggers.
 
 from sqlaudit.ops._anchors import AnchorReport as AnchorReport
 from sqlaudit.ops._anchors import anchor_changes as anchor_changes
+from sqlaudit.ops._append_only import check_guard as check_guard
+from sqlaudit.ops._append_only import drop_guard as drop_guard
+from sqlaudit.ops._append_only import install_guard as install_guard
 from sqlaudit.ops._erase import ERASED as ERASED
 from sqlaudit.ops._erase import ErasureReport as ErasureReport
 from sqlaudit.ops._erase import erase as erase
@@ -77,11 +88,14 @@ __all__ = [
     "PruneReport",
     "VerifyReport",
     "anchor_changes",
+    "check_guard",
     "clear_sensitive_fields",
     "create_partitioned_change_table",
+    "drop_guard",
     "ensure_partitions",
     "erase",
     "export_changes",
+    "install_guard",
     "list_partitions",
     "prune",
     "set_sensitive_fields",

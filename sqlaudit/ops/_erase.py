@@ -14,6 +14,7 @@ from sqlaudit.config import get_config, has_config
 from sqlaudit.context import _Unset, effective_context
 from sqlaudit.exceptions import OperationError
 from sqlaudit.ops import _anchors
+from sqlaudit.ops._append_only import maintenance
 from sqlaudit.ops._common import log_finish, log_start, resolve_target
 from sqlaudit.retrieval import _as_list, _id_text, _matching, _resource_ids
 
@@ -161,33 +162,37 @@ def erase(
     }
     sign = _anchors.check_key(connection, table, anchor_key, "erase")
     erased: set[int] = set()
-    if resource_ids is not None and tracked is not None:
-        texts = sorted(set(_resource_ids(tracked, resource_ids)))
-        arguments["resource_ids"] = texts
-        conditions: list[ColumnElement[bool]] = [table.c.table_name == tracked.table_name]
-        conditions.extend(_matching(table.c.resource_key, table.c.resource_id, texts))
-        if names is not None:
-            conditions.append(table.c.field_name.in_(names))
-        ids = list(connection.execute(select(table.c.id).where(*conditions)).scalars())
-        if ids:
-            connection.execute(
-                update(table)
-                .where(table.c.id.in_(ids))
-                .values(
-                    old_value=case((table.c.old_value.is_(None), None), else_=ERASED),
-                    new_value=case((table.c.new_value.is_(None), None), else_=ERASED),
+    # The append-only guard lets these UPDATEs through, and only these.
+    with maintenance(connection, table):
+        if resource_ids is not None and tracked is not None:
+            texts = sorted(set(_resource_ids(tracked, resource_ids)))
+            arguments["resource_ids"] = texts
+            conditions: list[ColumnElement[bool]] = [table.c.table_name == tracked.table_name]
+            conditions.extend(_matching(table.c.resource_key, table.c.resource_id, texts))
+            if names is not None:
+                conditions.append(table.c.field_name.in_(names))
+            ids = list(connection.execute(select(table.c.id).where(*conditions)).scalars())
+            if ids:
+                connection.execute(
+                    update(table)
+                    .where(table.c.id.in_(ids))
+                    .values(
+                        old_value=case((table.c.old_value.is_(None), None), else_=ERASED),
+                        new_value=case((table.c.new_value.is_(None), None), else_=ERASED),
+                    )
                 )
-            )
-            erased.update(ids)
-    if user_id is not None:
-        users = sorted({_id_text(value, "user_id") for value in _as_list(user_id)})
-        user_conditions = _matching(table.c.changed_by_key, table.c.changed_by, users)
-        if tracked is not None:
-            user_conditions.append(table.c.table_name == tracked.table_name)
-        ids = list(connection.execute(select(table.c.id).where(*user_conditions)).scalars())
-        if ids:
-            connection.execute(update(table).where(table.c.id.in_(ids)).values(changed_by=ERASED))
-            erased.update(ids)
+                erased.update(ids)
+        if user_id is not None:
+            users = sorted({_id_text(value, "user_id") for value in _as_list(user_id)})
+            user_conditions = _matching(table.c.changed_by_key, table.c.changed_by, users)
+            if tracked is not None:
+                user_conditions.append(table.c.table_name == tracked.table_name)
+            ids = list(connection.execute(select(table.c.id).where(*user_conditions)).scalars())
+            if ids:
+                connection.execute(
+                    update(table).where(table.c.id.in_(ids)).values(changed_by=ERASED)
+                )
+                erased.update(ids)
     operation_id = log_start(connection, log, "erase", arguments, _performed_by(session))
     _anchors.redigest(connection, table, sorted(erased), sign)
     log_finish(connection, log, operation_id, len(erased), {"rows": len(erased)})

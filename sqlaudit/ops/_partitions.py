@@ -33,6 +33,7 @@ from sqlaudit import _clock
 from sqlaudit._schema import CHANGE_COLUMNS, build_change_table
 from sqlaudit.exceptions import OperationError
 from sqlaudit.ops import _anchors
+from sqlaudit.ops._append_only import maintenance
 from sqlaudit.ops._common import resolve_target
 
 __all__ = [
@@ -473,7 +474,8 @@ def _ensure(connection: Connection, table: Table, months_ahead: int) -> Partitio
         )
         created.append(name)
     if moving:
-        moved = _move(connection, parent, qualified_default, moving)
+        with maintenance(connection, table):  # the append-only guard lets the move through
+            moved = _move(connection, parent, qualified_default, moving)
         connection.exec_driver_sql(
             f"ALTER TABLE {parent} ATTACH PARTITION {qualified_default} DEFAULT"
         )
