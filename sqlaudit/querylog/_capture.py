@@ -39,6 +39,7 @@ _TRANSACTION: Final = "sqlaudit.querylog.transaction"
 _PENDING: Final = "sqlaudit.querylog.pending"  # entries of the transaction, written at commit
 _MARKS: Final = "sqlaudit.querylog.savepoints"  # per open savepoint: entries pending before it
 _STATEMENTS = ("writes", "all")
+_KIND_CACHE: Final = 512  # statements whose kind is remembered (then forgotten all at once)
 _FIRST_WORD = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(?\s*(\w+)", re.DOTALL)
 _KINDS = {
     "insert": "insert",
@@ -105,6 +106,9 @@ class QueryLog:
         # One statement object, so SQLAlchemy's compiled cache serves every entry.
         self._insert = insert(self.table).inline()
         self._own = re.compile(rf"\b(?:{LOG_TABLE}|{OUTBOX_TABLE})\b", re.IGNORECASE)
+        # The kind of each statement seen ("": not logged), by its text: a statement
+        # compiled once is classified once.
+        self._kinds: dict[str, str] = {}
 
     def install(self) -> None:
         create_log_table(self.table, self.target)
@@ -227,6 +231,10 @@ class QueryLog:
         conn.info.pop(_MARKS, None)
         if pending:
             self._write(conn, pending)
+            self._written(conn)
+
+    def _written(self, conn: Connection) -> None:
+        """Entries were written on ``conn``: nothing to do here without ``to=``."""
 
     def _write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.info[_BUSY] = True
@@ -246,19 +254,14 @@ class QueryLog:
         context: Any,
         executemany: bool,
     ) -> None:
-        if conn.info.get(_BUSY):
+        info = conn.info
+        if info.get(_BUSY):
             return
         # The statement and parameters are kept from here: SQLAlchemy 2.0 reports an
         # "insertmanyvalues" batch to after_cursor_execute with the statement's template
         # and every row's parameters (its issue #13018), before_cursor_execute with the
         # batch as sent.
-        conn.info[_STARTED] = (
-            _clock.utc_now(),
-            time.perf_counter(),
-            statement,
-            parameters,
-            executemany,
-        )
+        info[_STARTED] = (_clock.utc_now(), time.perf_counter(), statement, parameters, executemany)
 
     def _after(
         self,
@@ -269,48 +272,68 @@ class QueryLog:
         context: Any,
         executemany: bool,
     ) -> None:
-        if conn.info.get(_BUSY):
+        info = conn.info
+        if info.get(_BUSY):
             return
-        started = conn.info.pop(_STARTED, None)
+        started = info.pop(_STARTED, None)
         if started is None:
             return
         duration = time.perf_counter() - started[1]
         statement, parameters, executemany = started[2], started[3], started[4]
-        kind = statement_kind(statement)
-        if kind == "control":
+        kind = self._kinds.get(statement)
+        if kind is None:
+            kind = self._kind_of(statement)
+        if not kind:
             return
         if kind == "select" and (
             self.statements == "writes" or (self.sample < 1.0 and random.random() >= self.sample)
         ):
             return
-        if self._own.search(statement):
-            return
         rowcount = getattr(cursor, "rowcount", -1)
-        dialect = conn.dialect
         # An "insertmanyvalues" batch is reported as an executemany, with one parameter
         # set for its multi-row VALUES: it is run (and replayed) as one statement.
         executemany = executemany and _is_batch(parameters)
-        values = _parameter_sets(parameters, executemany)
+        if parameters is None:
+            parameters = ()
         if self.mask_columns:
-            values = self._mask(values, context, executemany)
-        text, _ = encode_parameters(values, dialect.paramstyle, executemany)
+            parameters = self._mask(_parameter_sets(parameters, executemany), context, executemany)
+        dialect = conn.dialect
+        pending = info.get(_PENDING)
+        if pending is None or not pending:
+            transaction_id = _transaction_id(conn)
+        else:
+            # A later statement of the transaction whose entries are pending.
+            transaction_id = pending[-1]["transaction_id"]
         row = {
-            "transaction_id": _transaction_id(conn),
+            "transaction_id": transaction_id,
             "kind": kind,
             "dialect": f"{dialect.name}+{dialect.driver}",
             "statement": statement,
-            "parameters": text,
-            "executemany": bool(executemany),
+            "parameters": encode_parameters(parameters, dialect.paramstyle),
+            "executemany": executemany,
             "started_at": started[0],
             "duration": duration,
-            "row_count": rowcount if isinstance(rowcount, int) and rowcount >= 0 else None,
+            "row_count": rowcount if type(rowcount) is int and rowcount >= 0 else None,
             "entry_key": None if self.destination is None else str(uuid.uuid4()),
-            **_who(self.extra),
         }
-        if _autocommit(conn):
+        row.update(_who(self.extra))
+        if pending is not None:
+            pending.append(row)
+        elif _autocommit(conn):
             self._write(conn, [row])
+            self._written(conn)
         else:
-            conn.info.setdefault(_PENDING, []).append(row)
+            info[_PENDING] = [row]
+
+    def _kind_of(self, statement: str) -> str:
+        """Return the kind of a statement to log, or ``""`` (transaction control, the log's own)."""
+        kind = statement_kind(statement)
+        if kind == "control" or self._own.search(statement):
+            kind = ""
+        if len(self._kinds) >= _KIND_CACHE:
+            self._kinds.clear()
+        self._kinds[statement] = kind
+        return kind
 
     def _mask(self, values: Any, context: Any, many: bool) -> Any:
         masked = self.mask_columns
