@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import event, insert
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from sqlaudit import _clock
@@ -31,6 +31,7 @@ from sqlaudit.querylog._table import (
     build_log_table,
     create_log_table,
     encode_parameters,
+    write_entries,
 )
 
 __all__ = ["QueryLog", "log_queries", "statement_kind"]
@@ -109,8 +110,6 @@ class QueryLog:
     def __post_init__(self) -> None:
         name = LOG_TABLE if self.destination is None else OUTBOX_TABLE
         self.table = build_log_table(name=name)
-        # One statement object, so SQLAlchemy's compiled cache serves every entry.
-        self._insert = insert(self.table).inline()
         self._own = re.compile(rf"\b(?:{LOG_TABLE}|{OUTBOX_TABLE})\b", re.IGNORECASE)
         # The kind of each statement seen ("": not logged), by its text: a statement
         # compiled once is classified once.
@@ -257,10 +256,10 @@ class QueryLog:
         if self._drainer is not None:
             conn.info[_SHIP] = True
 
-    def _write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _write(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.info[_BUSY] = True
         try:
-            conn.execute(self._insert, rows)
+            write_entries(conn, self.table, rows)
         finally:
             conn.info[_BUSY] = False
 
@@ -320,24 +319,24 @@ class QueryLog:
             parameters = self._mask(_parameter_sets(parameters, executemany), context, executemany)
         dialect = conn.dialect
         pending = info.get(_PENDING)
-        if pending is None or not pending:
-            transaction_id = _transaction_id(conn)
-        else:
-            # A later statement of the transaction whose entries are pending.
-            transaction_id = pending[-1]["transaction_id"]
-        row = {
-            "transaction_id": transaction_id,
-            "kind": kind,
-            "dialect": f"{dialect.name}+{dialect.driver}",
-            "statement": statement,
-            "parameters": encode_parameters(parameters, dialect.paramstyle),
-            "executemany": executemany,
-            "started_at": started[0],
-            "duration": duration,
-            "row_count": rowcount if type(rowcount) is int and rowcount >= 0 else None,
-            "entry_key": None if self.destination is None else str(uuid.uuid4()),
-        }
-        row.update(_who(self.extra))
+        # A later statement of a transaction takes the id its first entry got.
+        transaction_id = pending[-1][0] if pending else _transaction_id(conn)
+        who, why = _who(self.extra)
+        # In ENTRY_COLUMNS order.
+        row = (
+            transaction_id,
+            kind,
+            f"{dialect.name}+{dialect.driver}",
+            statement,
+            encode_parameters(parameters, dialect.paramstyle),
+            executemany,
+            started[0],
+            duration,
+            rowcount if type(rowcount) is int and rowcount >= 0 else None,
+            who,
+            why,
+            None if self.destination is None else str(uuid.uuid4()),
+        )
         if pending is not None:
             pending.append(row)
         elif _autocommit(conn):
@@ -394,9 +393,10 @@ def _positions(context: Any) -> list[str]:
 
 
 def _is_batch(parameters: Any) -> bool:
-    if isinstance(parameters, Mapping) or not isinstance(parameters, (list, tuple)):
+    """Tell a batch of parameter sets from one set (its first item says which)."""
+    if type(parameters) not in (list, tuple) or not parameters:
         return False
-    return all(isinstance(one, (Mapping, list, tuple)) for one in parameters)
+    return isinstance(parameters[0], (Mapping, list, tuple))
 
 
 def _parameter_sets(parameters: Any, executemany: bool) -> Any:
@@ -428,7 +428,10 @@ def _transaction_id(conn: Connection) -> str | None:
     return new
 
 
-def _who(extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None) -> dict[str, Any]:
+def _who(
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
+) -> tuple[Any, str | None]:
+    """Return the entry's ``changed_by`` and ``extra`` (JSON) from the audit context."""
     context = current_context()
     user = context.user_id
     if isinstance(user, _Unset):
@@ -437,10 +440,7 @@ def _who(extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None) -> d
     more = extra() if callable(extra) else extra
     if more:
         stored["extra"] = {**stored.get("extra", {}), **more}
-    return {
-        "changed_by": user,
-        "extra": json.dumps(stored, separators=(",", ":"), default=str) if stored else None,
-    }
+    return user, json.dumps(stored, separators=(",", ":"), default=str) if stored else None
 
 
 def log_queries(

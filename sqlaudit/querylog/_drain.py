@@ -11,8 +11,9 @@ log table on the log database, batch by batch, oldest first:
 
 A delivery that dies after step 2 leaves rows that step 2 of the next one finds
 delivered: each entry reaches the log once. Two deliveries running at once take the
-lock in turn, and the second finds the first one's rows delivered; each batch holds
-every committed entry older than its newest one, so the log keeps the source's order.
+lock in turn, and the second finds the first one's rows delivered. A batch holds every
+entry committed (when it is read) with a smaller outbox id than its newest one, so an
+entry never reaches the log before one whose transaction it waited for.
 
 :class:`Drainer` is the background thread of ``drain="background"``: woken once a
 transaction that wrote entries has committed, and every ``interval`` seconds besides

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     Boolean,
@@ -25,6 +27,7 @@ from sqlaudit import _codec
 from sqlaudit._schema import UTCDateTime
 
 __all__ = [
+    "ENTRY_COLUMNS",
     "LOG_TABLE",
     "MASKED",
     "OUTBOX_TABLE",
@@ -32,6 +35,7 @@ __all__ = [
     "build_log_table",
     "create_log_table",
     "to_entry",
+    "write_entries",
 ]
 
 LOG_TABLE: Final = "sqlaudit_query_log"
@@ -87,6 +91,72 @@ def build_log_table(metadata: MetaData | None = None, name: str = LOG_TABLE) -> 
 def create_log_table(table: Table, bind: Engine | Connection) -> None:
     """Create the log table on ``bind`` unless it exists."""
     table.create(bind, checkfirst=True)
+
+
+# The values of a log entry as the capture builds it: a tuple, in this order.
+ENTRY_COLUMNS: Final = (
+    "transaction_id",
+    "kind",
+    "dialect",
+    "statement",
+    "parameters",
+    "executemany",
+    "started_at",
+    "duration",
+    "row_count",
+    "changed_by",
+    "extra",
+    "entry_key",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedWrite:
+    sql: str
+    positions: tuple[int, ...] | None  # entry index per positional bind; None: named binds
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (entry index, bind processor)
+
+
+_prepared: WeakKeyDictionary[Table, dict[Any, _PreparedWrite]] = WeakKeyDictionary()
+
+
+def write_entries(connection: Connection, table: Table, entries: list[tuple[Any, ...]]) -> None:
+    """Insert log entries (tuples in :data:`ENTRY_COLUMNS` order) with one executemany.
+
+    The INSERT is compiled once per table and dialect, and the rows go to the driver as
+    they are, bar the columns whose type converts them (the timestamp): none of the
+    per-row work of ``Connection.execute(insert(), rows)``.
+    """
+    dialect = connection.dialect
+    by_dialect = _prepared.setdefault(table, {})
+    prepared = by_dialect.get(dialect)
+    if prepared is None:
+        compiled = table.insert().compile(dialect=dialect, column_keys=list(ENTRY_COLUMNS))
+        positions = None
+        if compiled.positional:
+            positions = tuple(ENTRY_COLUMNS.index(name) for name in compiled.positiontup or ())
+        processors = []
+        for index, name in enumerate(ENTRY_COLUMNS):
+            bind = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if bind is not None:
+                processors.append((index, bind))
+        prepared = by_dialect[dialect] = _PreparedWrite(
+            compiled.string, positions, tuple(processors)
+        )
+    if prepared.processors:
+        rows = []
+        for entry in entries:
+            values = list(entry)
+            for index, processor in prepared.processors:
+                values[index] = processor(values[index])
+            rows.append(values)
+    else:
+        rows = [list(entry) for entry in entries]
+    if prepared.positions is None:
+        parameters: Any = [dict(zip(ENTRY_COLUMNS, values, strict=True)) for values in rows]
+    else:
+        parameters = [tuple(values[index] for index in prepared.positions) for values in rows]
+    connection.exec_driver_sql(prepared.sql, parameters)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
