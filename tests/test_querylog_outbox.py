@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BACKEND_URLS, REQUIRE_DATABASES
 from querylog_support import checksum, eventually, second_engine
 from sqlalchemy import Integer, String, create_engine, insert, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sqlaudit.exceptions import RecoveryError
@@ -36,17 +38,38 @@ def item(base: type[DeclarativeBase], engine: Engine) -> type[Any]:
     return Item
 
 
-@pytest.fixture(params=["second", "sqlite-file"])
+# The other server a source's log goes to in the "other-server" case.
+_OTHER_SERVER = {"sqlite": "postgresql", "postgresql": "mariadb", "mariadb": "postgresql"}
+
+
+@pytest.fixture(params=["second", "sqlite-file", "other-server"])
 def log_database(
-    request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
+    request: pytest.FixtureRequest, engine: Engine, backend: str, tmp_path: Path
 ) -> Iterator[Engine]:
-    """The log database: a second database of the source's kind, or a SQLite file."""
+    """The log database: a second database of the source's kind, a SQLite file, or a
+    second database on the other server (SQLite and MariaDB to PostgreSQL, PostgreSQL to
+    MariaDB)."""
     if request.param == "second":
         yield from second_engine(engine, tmp_path)
         return
-    log = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
-    yield log
-    log.dispose()
+    if request.param == "sqlite-file":
+        log = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+        yield log
+        log.dispose()
+        return
+    server = create_engine(BACKEND_URLS[_OTHER_SERVER[backend]])
+    try:
+        with server.connect():
+            pass
+    except OperationalError as exc:
+        server.dispose()
+        if REQUIRE_DATABASES:
+            pytest.fail(f"SQLAUDIT_REQUIRE_DATABASES=1 but {exc}")
+        pytest.skip(f"the other server does not answer: {exc}")
+    try:
+        yield from second_engine(server, tmp_path)
+    finally:
+        server.dispose()
 
 
 def _delivered(engine: Engine) -> list[LogEntry]:
