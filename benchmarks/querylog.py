@@ -3,10 +3,10 @@
 Run ``python -m benchmarks.querylog URL [URL ...]`` (each URL a database it may empty:
 every table in it is dropped first and last). For each database it runs W1-W4 of
 :mod:`benchmarks.workloads` through sqlaudit's session capture, with the query log off
-and on (``log_queries(of=engine)``, same database), alternately, best of ``--repeat`` runs
-each, and prints the seconds and the ratio. Then, on a SQLite file, it logs ``--statements`` single-row
-inserts (100 per transaction) and prints how many statements per second ``replay``
-re-runs into an empty second file.
+and on (``log_queries(of=engine)``, same database), alternately, best of ``--repeat``
+runs each, and prints the seconds and the ratio. Then, on a SQLite file, it logs
+``--statements`` single-row inserts (100 per transaction) and prints how many
+statements per second ``replay`` re-runs into an empty second file.
 """
 
 from __future__ import annotations
