@@ -3,10 +3,10 @@
 Run ``python -m benchmarks.querylog URL [URL ...]`` (each URL a database it may empty:
 every table in it is dropped first and last). For each database it runs W1-W4 of
 :mod:`benchmarks.workloads` through sqlaudit's session capture, with the query log off
-and on (``log_queries(of=engine)``, same database), best of ``--repeat`` runs, and prints
-the seconds and the ratio. Then, on a SQLite file, it logs ``--statements`` single-row
-inserts (100 per transaction) and prints how many statements per second ``replay``
-re-runs into an empty second file.
+and on (``log_queries(of=engine)``, same database), alternately, best of ``--repeat``
+runs each, and prints the seconds and the ratio. Then, on a SQLite file, it logs
+``--statements`` single-row inserts (100 per transaction) and prints how many
+statements per second ``replay`` re-runs into an empty second file.
 """
 
 from __future__ import annotations
@@ -65,8 +65,12 @@ def writes(url: str, repeat: int) -> list[str]:
     lines = []
     try:
         for name in ("W1", "W2", "W3", "W4"):
-            off = min(_once(engine, name, False) for _ in range(repeat))
-            on = min(_once(engine, name, True) for _ in range(repeat))
+            # Off and on alternate, so a machine busier for a while weighs on both.
+            offs, ons = [], []
+            for _ in range(repeat):
+                offs.append(_once(engine, name, False))
+                ons.append(_once(engine, name, True))
+            off, on = min(offs), min(ons)
             lines.append(
                 f"{engine.dialect.name:10} {name}: {off:.3f} s without the log, "
                 f"{on:.3f} s with it ({on / off:.2f}x)"

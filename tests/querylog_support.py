@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -87,3 +88,15 @@ def rows(engine: Engine, table_name: str) -> list[tuple[Any, ...]]:
             tuple(row)
             for row in connection.execute(select(table).order_by(*table.primary_key.columns))
         ]
+
+
+def eventually(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
+    """Poll ``check`` until it holds; fail, saying ``what`` was awaited, after ``within`` s.
+
+    The bound only keeps a broken test from hanging: nothing asserts how fast it holds.
+    """
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting, after {within} s, for {what}")
+        time.sleep(0.02)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import Integer, Numeric, String, create_engine, delete, insert, select, text, update
@@ -15,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlaudit import audit_context
 from sqlaudit.exceptions import RecoveryError, SQLAuditError
 from sqlaudit.querylog import QueryLog, log_queries, read_log, statement_kind
+from sqlaudit.querylog._table import MASK, encode_parameters, to_entry
 
 
 @pytest.fixture
@@ -293,3 +296,53 @@ def test_bad_arguments_name_the_fix() -> None:
     log.remove()
     with pytest.raises(SQLAuditError, match=r"pass \['secret'\]"):
         log_queries(of=engine, mask_columns="secret")
+
+
+def _stored(parameters: str, executemany: bool = False) -> Any:
+    """A log table row holding ``parameters`` as stored text."""
+    return SimpleNamespace(
+        id=1,
+        transaction_id=None,
+        kind="insert",
+        dialect="sqlite+pysqlite",
+        statement="INSERT INTO items VALUES (?)",
+        parameters=parameters,
+        executemany=executemany,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        duration=0.0,
+        row_count=1,
+        changed_by=None,
+        extra=None,
+    )
+
+
+def test_parameters_read_back_with_their_types() -> None:
+    """Each kind of parameter value, plain JSON or tagged, reads back as the value sent."""
+    sent = (
+        "Ada",
+        7,
+        2.5,
+        True,
+        None,
+        Decimal("1.10"),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        date(2026, 1, 2),
+        b"\x00\xff",
+        UUID("12345678-1234-5678-1234-567812345678"),
+        [1, "a"],
+    )
+    entry = to_entry(_stored(encode_parameters(sent, "qmark")))
+    assert entry.parameters == sent and not entry.masked
+    assert [type(value) for value in entry.parameters] == [type(value) for value in sent]
+    batch = [{"id": 1, "name": "Ada"}, {"id": 2, "name": MASK}]
+    entry = to_entry(_stored(encode_parameters(batch, "named"), executemany=True))
+    assert entry.parameters == [{"id": 1, "name": "Ada"}, {"id": 2, "name": "masked:"}]
+    assert entry.masked
+
+
+def test_entries_in_the_earlier_tagged_form_still_read() -> None:
+    """Parameters stored as tagged text by earlier versions decode to the same values."""
+    stored = '{"style":"qmark","values":["str:Ada","int:7",null,{"array":["int:1"]},"masked:"]}'
+    entry = to_entry(_stored(stored))
+    assert entry.parameters == ("Ada", 7, None, [1], "masked:")
+    assert entry.masked and entry.paramstyle == "qmark"

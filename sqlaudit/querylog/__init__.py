@@ -12,6 +12,11 @@ transaction, on a restored backup::
     ...                                        # (backup taken at `backup_time`)
     replay(engine, restored_engine, since=backup_time, until=mistake_time)
 
+With ``log_queries(of=engine, to=log_engine)`` the log is kept in another database: each
+entry goes to an outbox in the statement's transaction, and a background thread delivers
+the committed ones after each commit, exactly once each, even across crashes and outages
+of ``log_engine``.
+
 The **change log** (the field-level history sqlaudit keeps) rebuilds one tracked
 table as it was at a moment, with no backup at all::
 

@@ -1,7 +1,8 @@
 """Logging statements: Core cursor events write one log row per statement, in its transaction.
 
 With ``to=other_engine`` the rows go to an outbox table in the same transaction, and
-:meth:`QueryLog.drain` delivers the committed ones to the other database, once each.
+once committed a background thread (or :meth:`QueryLog.drain`) delivers them to the
+other database, once each (:mod:`sqlaudit.querylog._drain`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import delete, event, insert, select
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from sqlaudit import _clock
 from sqlaudit.config import get_config, has_config
 from sqlaudit.context import _Unset, current_context
 from sqlaudit.exceptions import RecoveryError
+from sqlaudit.querylog._drain import Drainer, deliver
 from sqlaudit.querylog._table import (
     LOG_TABLE,
     MASK,
@@ -29,6 +31,7 @@ from sqlaudit.querylog._table import (
     build_log_table,
     create_log_table,
     encode_parameters,
+    write_entries,
 )
 
 __all__ = ["QueryLog", "log_queries", "statement_kind"]
@@ -38,7 +41,10 @@ _STARTED: Final = "sqlaudit.querylog.started"
 _TRANSACTION: Final = "sqlaudit.querylog.transaction"
 _PENDING: Final = "sqlaudit.querylog.pending"  # entries of the transaction, written at commit
 _MARKS: Final = "sqlaudit.querylog.savepoints"  # per open savepoint: entries pending before it
+_SHIP: Final = "sqlaudit.querylog.ship"  # entries committed here: wake the drainer after
 _STATEMENTS = ("writes", "all")
+_DRAINS = ("background", "manual")
+_KIND_CACHE: Final = 512  # statements whose kind is remembered (then forgotten all at once)
 _FIRST_WORD = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(?\s*(\w+)", re.DOTALL)
 _KINDS = {
     "insert": "insert",
@@ -97,20 +103,32 @@ class QueryLog:
     extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
     mask_columns: frozenset[str]
     sample: float = 1.0
+    drain_mode: str = "background"
+    drain_interval: float = 5.0
     _listeners: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         name = LOG_TABLE if self.destination is None else OUTBOX_TABLE
         self.table = build_log_table(name=name)
-        # One statement object, so SQLAlchemy's compiled cache serves every entry.
-        self._insert = insert(self.table).inline()
         self._own = re.compile(rf"\b(?:{LOG_TABLE}|{OUTBOX_TABLE})\b", re.IGNORECASE)
+        # The kind of each statement seen ("": not logged), by its text: a statement
+        # compiled once is classified once.
+        self._kinds: dict[str, str] = {}
+        self._drainer: Drainer | None = None
+        self._log_table_ready = False
 
     def install(self) -> None:
         create_log_table(self.table, self.target)
         if self.destination is not None:
-            create_log_table(build_log_table(), self.destination)
-        for name, listener in (
+            try:
+                self._create_log_table()
+            except Exception:
+                if self.drain_mode != "background":
+                    raise
+                # The log database is down: the application starts all the same; the
+                # drainer's first delivery (which creates the table) reports the failure.
+                pass
+        listeners: list[tuple[str, Callable[..., Any]]] = [
             ("before_cursor_execute", self._before),
             ("after_cursor_execute", self._after),
             ("begin", self._forget),
@@ -119,15 +137,27 @@ class QueryLog:
             ("savepoint", self._mark),
             ("rollback_savepoint", self._back_to),
             ("release_savepoint", self._release),
-        ):
+        ]
+        if self.destination is not None and self.drain_mode == "background":
+            self._drainer = Drainer(self.drain, self.destination, self.drain_interval)
+            # A connection that committed entries wakes the drainer when it is returned
+            # to the pool, or begins its next transaction: the COMMIT is done by then.
+            listeners.append(("checkin", self._checked_in))
+        for name, listener in listeners:
             event.listen(self.target, name, listener)
             self._listeners.append((name, listener))
+        if self._drainer is not None:
+            # Its first delivery takes what the outbox already holds (left by a process
+            # that died before delivering, say).
+            self._drainer.start()
 
     def remove(self) -> None:
-        """Stop logging (the log table and its rows stay).
+        """Stop logging (the log table and its rows stay); with ``to=``, deliver and stop.
 
         Entries of transactions still open, not yet written (they are written at commit),
-        are dropped.
+        are dropped. With ``drain="background"``, the committed entries are delivered
+        (or, the log database being down, left in the outbox) and the drainer thread
+        stops, before this returns.
 
         Example:
             >>> log.remove()  # doctest: +SKIP
@@ -135,24 +165,30 @@ class QueryLog:
         while self._listeners:
             name, listener = self._listeners.pop()
             event.remove(self.target, name, listener)
+        if self._drainer is not None:
+            self._drainer.stop()
 
     def drain(self, *, batch_size: int = 1000) -> int:
-        """Deliver the committed entries of the outbox to the ``to`` database.
+        """Deliver the committed entries of the outbox to the ``to`` database, now.
 
-        Entries are copied in the order they were logged, then deleted from the outbox.
-        Each carries a unique key, so when a drain dies between the copy and the delete,
-        the next one finds those keys delivered and only deletes them: every committed
-        entry reaches the destination exactly once. Run one drain at a time (a
-        concurrent one fails on the unique key, delivering nothing twice).
+        With ``drain="background"`` (the default) a thread does this after every commit;
+        call it yourself with ``drain="manual"``, from a job, say. Entries are copied in
+        the order they were logged, then deleted from the outbox. Each carries a unique
+        key, so when a drain dies between the copy and the delete, the next one finds
+        those keys delivered and only deletes them. Drains running at once (threads,
+        processes) take turns on a lock in the log database: every committed entry
+        reaches it exactly once, in order. The log table there is created if missing.
 
         Returns:
             How many entries were delivered.
 
         Raises:
             RecoveryError: the log was made without ``to=``.
+            sqlalchemy.exc.SQLAlchemyError: either database failed; what was not
+                delivered stays in the outbox.
 
         Example:
-            >>> log = log_queries(of=engine, to=log_engine)  # doctest: +SKIP
+            >>> log = log_queries(of=engine, to=log_engine, drain="manual")  # doctest: +SKIP
             >>> log.drain()  # after commits, or from a job  # doctest: +SKIP
             3
         """
@@ -161,37 +197,20 @@ class QueryLog:
                 "drain() delivers the outbox of log_queries(to=...); this log writes into "
                 "its own database, so there is nothing to drain."
             )
-        destination = build_log_table()
         engine = self.target
         assert isinstance(engine, Engine)  # log_queries() refuses to= with a Connection
-        delivered = 0
-        while True:
-            with engine.connect() as source:
-                rows = source.execute(
-                    select(self.table).order_by(self.table.c.id).limit(batch_size)
-                ).all()
-                source.rollback()
-            if not rows:
-                return delivered
-            keys = [row.entry_key for row in rows]
-            with self.destination.begin() as connection:
-                present = set(
-                    connection.scalars(
-                        select(destination.c.entry_key).where(destination.c.entry_key.in_(keys))
-                    )
-                )
-                fresh = [
-                    {name: value for name, value in row._mapping.items() if name != "id"}
-                    for row in rows
-                    if row.entry_key not in present
-                ]
-                if fresh:
-                    connection.execute(insert(destination), fresh)
-            with engine.begin() as source:
-                source.execute(
-                    delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
-                )
-            delivered += len(fresh)
+        if not self._log_table_ready:
+            self._create_log_table()
+        return deliver(engine, self.table, self.destination, batch_size)
+
+    def _create_log_table(self) -> None:
+        assert self.destination is not None
+        create_log_table(build_log_table(), self.destination)
+        self._log_table_ready = True
+
+    def _checked_in(self, dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_SHIP, None) and self._drainer is not None:
+            self._drainer.wake()
 
     # --- the transaction events ---------------------------------------------------------
     #
@@ -201,8 +220,11 @@ class QueryLog:
     # A rollback (or a rolled-back savepoint) drops what it undid.
 
     def _forget(self, conn: Connection) -> None:
-        conn.info.pop(_PENDING, None)
-        conn.info.pop(_MARKS, None)
+        info = conn.info
+        info.pop(_PENDING, None)
+        info.pop(_MARKS, None)
+        if info.pop(_SHIP, None) and self._drainer is not None:
+            self._drainer.wake()
 
     def _mark(self, conn: Connection, name: str | None) -> None:
         # The event comes before the savepoint is named; savepoints nest, so a stack
@@ -227,11 +249,17 @@ class QueryLog:
         conn.info.pop(_MARKS, None)
         if pending:
             self._write(conn, pending)
+            self._written(conn)
 
-    def _write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _written(self, conn: Connection) -> None:
+        """Entries were written just before ``conn`` commits: the drainer will be woken."""
+        if self._drainer is not None:
+            conn.info[_SHIP] = True
+
+    def _write(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.info[_BUSY] = True
         try:
-            conn.execute(self._insert, rows)
+            write_entries(conn, self.table, rows)
         finally:
             conn.info[_BUSY] = False
 
@@ -246,19 +274,14 @@ class QueryLog:
         context: Any,
         executemany: bool,
     ) -> None:
-        if conn.info.get(_BUSY):
+        info = conn.info
+        if info.get(_BUSY):
             return
         # The statement and parameters are kept from here: SQLAlchemy 2.0 reports an
         # "insertmanyvalues" batch to after_cursor_execute with the statement's template
         # and every row's parameters (its issue #13018), before_cursor_execute with the
         # batch as sent.
-        conn.info[_STARTED] = (
-            _clock.utc_now(),
-            time.perf_counter(),
-            statement,
-            parameters,
-            executemany,
-        )
+        info[_STARTED] = (_clock.utc_now(), time.perf_counter(), statement, parameters, executemany)
 
     def _after(
         self,
@@ -269,48 +292,69 @@ class QueryLog:
         context: Any,
         executemany: bool,
     ) -> None:
-        if conn.info.get(_BUSY):
+        info = conn.info
+        if info.get(_BUSY):
             return
-        started = conn.info.pop(_STARTED, None)
+        started = info.pop(_STARTED, None)
         if started is None:
             return
         duration = time.perf_counter() - started[1]
         statement, parameters, executemany = started[2], started[3], started[4]
-        kind = statement_kind(statement)
-        if kind == "control":
+        kind = self._kinds.get(statement)
+        if kind is None:
+            kind = self._kind_of(statement)
+        if not kind:
             return
         if kind == "select" and (
             self.statements == "writes" or (self.sample < 1.0 and random.random() >= self.sample)
         ):
             return
-        if self._own.search(statement):
-            return
         rowcount = getattr(cursor, "rowcount", -1)
-        dialect = conn.dialect
         # An "insertmanyvalues" batch is reported as an executemany, with one parameter
         # set for its multi-row VALUES: it is run (and replayed) as one statement.
         executemany = executemany and _is_batch(parameters)
-        values = _parameter_sets(parameters, executemany)
+        if parameters is None:
+            parameters = ()
         if self.mask_columns:
-            values = self._mask(values, context, executemany)
-        text, _ = encode_parameters(values, dialect.paramstyle, executemany)
-        row = {
-            "transaction_id": _transaction_id(conn),
-            "kind": kind,
-            "dialect": f"{dialect.name}+{dialect.driver}",
-            "statement": statement,
-            "parameters": text,
-            "executemany": bool(executemany),
-            "started_at": started[0],
-            "duration": duration,
-            "row_count": rowcount if isinstance(rowcount, int) and rowcount >= 0 else None,
-            "entry_key": None if self.destination is None else str(uuid.uuid4()),
-            **_who(self.extra),
-        }
-        if _autocommit(conn):
-            self._write(conn, [row])
+            parameters = self._mask(_parameter_sets(parameters, executemany), context, executemany)
+        dialect = conn.dialect
+        pending = info.get(_PENDING)
+        # A later statement of a transaction takes the id its first entry got.
+        transaction_id = pending[-1][0] if pending else _transaction_id(conn)
+        who, why = _who(self.extra)
+        # In ENTRY_COLUMNS order.
+        row = (
+            transaction_id,
+            kind,
+            f"{dialect.name}+{dialect.driver}",
+            statement,
+            encode_parameters(parameters, dialect.paramstyle),
+            executemany,
+            started[0],
+            duration,
+            rowcount if type(rowcount) is int and rowcount >= 0 else None,
+            who,
+            why,
+            None if self.destination is None else str(uuid.uuid4()),
+        )
+        if pending is not None:
+            pending.append(row)
+        elif _autocommit(conn):
+            self._write(conn, [row])  # committed with the statement
+            if self._drainer is not None:
+                self._drainer.wake()
         else:
-            conn.info.setdefault(_PENDING, []).append(row)
+            info[_PENDING] = [row]
+
+    def _kind_of(self, statement: str) -> str:
+        """Return the kind of a statement to log, or ``""`` (transaction control, the log's own)."""
+        kind = statement_kind(statement)
+        if kind == "control" or self._own.search(statement):
+            kind = ""
+        if len(self._kinds) >= _KIND_CACHE:
+            self._kinds.clear()
+        self._kinds[statement] = kind
+        return kind
 
     def _mask(self, values: Any, context: Any, many: bool) -> Any:
         masked = self.mask_columns
@@ -349,9 +393,10 @@ def _positions(context: Any) -> list[str]:
 
 
 def _is_batch(parameters: Any) -> bool:
-    if isinstance(parameters, Mapping) or not isinstance(parameters, (list, tuple)):
+    """Tell a batch of parameter sets from one set (its first item says which)."""
+    if type(parameters) not in (list, tuple) or not parameters:
         return False
-    return all(isinstance(one, (Mapping, list, tuple)) for one in parameters)
+    return isinstance(parameters[0], (Mapping, list, tuple))
 
 
 def _parameter_sets(parameters: Any, executemany: bool) -> Any:
@@ -383,7 +428,10 @@ def _transaction_id(conn: Connection) -> str | None:
     return new
 
 
-def _who(extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None) -> dict[str, Any]:
+def _who(
+    extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
+) -> tuple[Any, str | None]:
+    """Return the entry's ``changed_by`` and ``extra`` (JSON) from the audit context."""
     context = current_context()
     user = context.user_id
     if isinstance(user, _Unset):
@@ -392,10 +440,7 @@ def _who(extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None) -> d
     more = extra() if callable(extra) else extra
     if more:
         stored["extra"] = {**stored.get("extra", {}), **more}
-    return {
-        "changed_by": user,
-        "extra": json.dumps(stored, separators=(",", ":"), default=str) if stored else None,
-    }
+    return user, json.dumps(stored, separators=(",", ":"), default=str) if stored else None
 
 
 def log_queries(
@@ -406,6 +451,8 @@ def log_queries(
     statements: str = "writes",
     mask_columns: Iterable[str] = (),
     sample: float = 1.0,
+    drain: str = "background",
+    drain_interval: float = 5.0,
 ) -> QueryLog:
     """Log every statement run on ``of`` into the query log table, in the statement's transaction.
 
@@ -422,8 +469,9 @@ def log_queries(
             ``sqlaudit_query_log``, is created there if missing.
         to: Another database to keep the log in (an Engine). Entries are then written
             to an outbox table, ``sqlaudit_query_outbox``, in ``of``'s database, inside each
-            transaction, and :meth:`QueryLog.drain` delivers the committed ones to
-            ``sqlaudit_query_log`` on ``to``, exactly once. ``of`` must be an Engine.
+            transaction, and delivered once committed to ``sqlaudit_query_log`` on ``to``
+            (created there if missing), exactly once each (see ``drain``).
+            ``of`` must be an Engine.
         extra: Metadata added to every entry (a mapping, or a function returning one).
         statements: ``"writes"`` (everything but reads) or ``"all"``.
         sample: With ``statements="all"``, the share of reads logged, drawn at random
@@ -431,14 +479,23 @@ def log_queries(
         mask_columns: Column (bind parameter) names whose values are stored as
             ``masked:``; such an entry is refused by replay. Raw SQL with positional
             parameters cannot be masked by name.
+        drain: With ``to=``, who delivers the outbox. ``"background"``: a daemon thread,
+            woken once a transaction that logged statements has committed (when its
+            connection goes back to the pool or begins its next transaction), and every
+            ``drain_interval`` seconds; the committing thread only wakes it, and a failed
+            delivery (``to`` down) is logged on the ``sqlaudit.querylog`` logger, never
+            raised, and retried. ``"manual"``: only :meth:`QueryLog.drain` delivers.
+        drain_interval: Seconds between the background drainer's deliveries when no
+            commit wakes it: its retry delay while ``to`` is down.
 
     Returns:
         A :class:`QueryLog`; call its ``remove()`` to stop logging.
 
     Raises:
         RecoveryError: ``of`` is not an engine or connection, ``to`` is not an engine
-            (or given with a connection as ``of``), or ``statements`` is neither
-            ``"writes"`` nor ``"all"``.
+            (or given with a connection as ``of``), ``statements`` is neither
+            ``"writes"`` nor ``"all"``, ``drain`` neither ``"background"`` nor
+            ``"manual"``, or ``drain_interval`` is not a positive number.
 
     Known blind spots: the user and reason come from the ambient ``audit_context`` (or
     ``get_user_id_callback``), not from ``set_session_context``: the log sees connections,
@@ -482,6 +539,29 @@ def log_queries(
             f"log_queries(mask_columns={mask_columns!r}) takes a list of column names: "
             f"pass [{mask_columns!r}]."
         )
-    log = QueryLog(of, to, statements, extra, frozenset(mask_columns), float(sample))
+    if drain not in _DRAINS:
+        raise RecoveryError(
+            f"log_queries(drain={drain!r}): pass 'background' (the default: a thread "
+            "delivers after each commit) or 'manual' (you call log.drain())."
+        )
+    if (
+        isinstance(drain_interval, bool)
+        or not isinstance(drain_interval, (int, float))
+        or not drain_interval > 0
+    ):
+        raise RecoveryError(
+            f"log_queries(drain_interval={drain_interval!r}) takes seconds, a positive "
+            "number (5: the background drainer retries every five seconds)."
+        )
+    log = QueryLog(
+        of,
+        to,
+        statements,
+        extra,
+        frozenset(mask_columns),
+        float(sample),
+        drain,
+        float(drain_interval),
+    )
     log.install()
     return log

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     Boolean,
@@ -25,6 +27,7 @@ from sqlaudit import _codec
 from sqlaudit._schema import UTCDateTime
 
 __all__ = [
+    "ENTRY_COLUMNS",
     "LOG_TABLE",
     "MASKED",
     "OUTBOX_TABLE",
@@ -32,6 +35,7 @@ __all__ = [
     "build_log_table",
     "create_log_table",
     "to_entry",
+    "write_entries",
 ]
 
 LOG_TABLE: Final = "sqlaudit_query_log"
@@ -89,6 +93,72 @@ def create_log_table(table: Table, bind: Engine | Connection) -> None:
     table.create(bind, checkfirst=True)
 
 
+# The values of a log entry as the capture builds it: a tuple, in this order.
+ENTRY_COLUMNS: Final = (
+    "transaction_id",
+    "kind",
+    "dialect",
+    "statement",
+    "parameters",
+    "executemany",
+    "started_at",
+    "duration",
+    "row_count",
+    "changed_by",
+    "extra",
+    "entry_key",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedWrite:
+    sql: str
+    positions: tuple[int, ...] | None  # entry index per positional bind; None: named binds
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (entry index, bind processor)
+
+
+_prepared: WeakKeyDictionary[Table, dict[Any, _PreparedWrite]] = WeakKeyDictionary()
+
+
+def write_entries(connection: Connection, table: Table, entries: list[tuple[Any, ...]]) -> None:
+    """Insert log entries (tuples in :data:`ENTRY_COLUMNS` order) with one executemany.
+
+    The INSERT is compiled once per table and dialect, and the rows go to the driver as
+    they are, bar the columns whose type converts them (the timestamp): none of the
+    per-row work of ``Connection.execute(insert(), rows)``.
+    """
+    dialect = connection.dialect
+    by_dialect = _prepared.setdefault(table, {})
+    prepared = by_dialect.get(dialect)
+    if prepared is None:
+        compiled = table.insert().compile(dialect=dialect, column_keys=list(ENTRY_COLUMNS))
+        positions = None
+        if compiled.positional:
+            positions = tuple(ENTRY_COLUMNS.index(name) for name in compiled.positiontup or ())
+        processors = []
+        for index, name in enumerate(ENTRY_COLUMNS):
+            bind = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if bind is not None:
+                processors.append((index, bind))
+        prepared = by_dialect[dialect] = _PreparedWrite(
+            compiled.string, positions, tuple(processors)
+        )
+    if prepared.processors:
+        rows = []
+        for entry in entries:
+            values = list(entry)
+            for index, processor in prepared.processors:
+                values[index] = processor(values[index])
+            rows.append(values)
+    else:
+        rows = [list(entry) for entry in entries]
+    if prepared.positions is None:
+        parameters: Any = [dict(zip(ENTRY_COLUMNS, values, strict=True)) for values in rows]
+    else:
+        parameters = [tuple(values[index] for index in prepared.positions) for values in rows]
+    connection.exec_driver_sql(prepared.sql, parameters)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogEntry:
     """One logged statement, as :func:`~sqlaudit.querylog.replay` reads it back.
@@ -134,42 +204,31 @@ class LogEntry:
     extra: dict[str, Any]
 
 
-def encode_parameters(parameters: Any, paramstyle: str, many: bool) -> tuple[str, bool]:
-    """Return the parameters as JSON text of encoded values, and whether any was masked."""
-    masked = False
+def encode_parameters(parameters: Any, paramstyle: str) -> str:
+    """Return a statement's parameters (a set, or a batch of sets) as one JSON text.
 
-    def one(value: Any) -> Any:
-        nonlocal masked
-        # The commonest parameters first, encoded exactly as _codec.encode does.
-        kind = type(value)
-        if kind is str:
-            return "str:" + value
-        if kind is int:
-            return f"int:{value}"
-        if value is None:
-            return None
-        if kind is _Masked:
-            masked = True
-            return MASKED
-        wrapped = _json_wrapped(value)
-        if wrapped is not None:
-            return {"json": wrapped}
-        if isinstance(value, (list, tuple)):
-            # An array parameter (PostgreSQL): each element encoded on its own.
-            return {"array": [one(element) for element in value]}
-        return _codec.encode(value)
+    Strings, integers, floats, booleans and ``None`` are plain JSON values; lists and
+    tuples (array parameters) JSON arrays; any other value an object that says what it
+    was: ``{"$": <change value encoding>}`` (``Decimal``, ``datetime``, ``bytes``...),
+    ``{"json": <text>}`` for a driver's JSON wrapper, ``{"masked": 1}`` for a masked
+    value. The plain values are encoded by the ``json`` module's C encoder, so a
+    statement costs one call, whatever its number of parameters.
+    """
+    return _ENCODER.encode({"style": paramstyle, "v": parameters})
 
-    def one_set(values: Any) -> Any:
-        if isinstance(values, dict):
-            return {str(key): one(value) for key, value in values.items()}
-        return [one(value) for value in values]
 
-    if many:
-        body: Any = [one_set(values) for values in parameters]
-    else:
-        body = one_set(parameters)
-    text = json.dumps({"style": paramstyle, "values": body}, separators=(",", ":"))
-    return text, masked
+def _typed(value: Any) -> Any:
+    """Return the JSON form of a parameter value the JSON encoder does not know."""
+    if type(value) is _Masked:
+        return _MASKED_VALUE
+    wrapped = _json_wrapped(value)
+    if wrapped is not None:
+        return {"json": wrapped}
+    return {"$": _codec.encode(value)}
+
+
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=_typed, check_circular=False)
+_MASKED_VALUE: Final = {"masked": 1}
 
 
 def _decode_set(values: Any, driver: str) -> Any:
@@ -179,9 +238,40 @@ def _decode_set(values: Any, driver: str) -> Any:
 
 
 def _decode_value(value: Any, driver: str) -> Any:
+    kind = type(value)
+    if kind is list:
+        return [_decode_value(element, driver) for element in value]
+    if kind is not dict:
+        return value
+    if "$" in value:
+        return _codec.decode(value["$"])
+    if "json" in value:
+        return _json_parameter(value["json"], driver)
+    if "masked" in value:
+        return MASKED
+    return {key: _decode_value(element, driver) for key, element in value.items()}
+
+
+def _is_masked(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict:
+        return "masked" in value and len(value) == 1
+    if kind is list:
+        return any(_is_masked(element) for element in value)
+    return False
+
+
+def _decode_set_tagged(values: Any, driver: str) -> Any:
+    """Decode a parameter set written before parameters were plain JSON (tagged text)."""
+    if isinstance(values, dict):
+        return {key: _decode_tagged(value, driver) for key, value in values.items()}
+    return tuple(_decode_tagged(value, driver) for value in values)
+
+
+def _decode_tagged(value: Any, driver: str) -> Any:
     if isinstance(value, dict):
         if "array" in value:
-            return [_decode_value(element, driver) for element in value["array"]]
+            return [_decode_tagged(element, driver) for element in value["array"]]
         return _json_parameter(value["json"], driver)
     if value == MASKED:
         return value
@@ -198,17 +288,31 @@ def _json_parameter(text: str, driver: str) -> Any:
 
 def to_entry(row: Any) -> LogEntry:
     """Return the :class:`LogEntry` of a log table row."""
-    stored: dict[str, Any] = (
-        json.loads(row.parameters) if row.parameters else {"style": "", "values": []}
-    )
-    values = stored["values"]
+    stored: dict[str, Any] = json.loads(row.parameters) if row.parameters else {"v": []}
     driver = row.dialect.partition("+")[2]
-    if row.executemany:
-        parameters: Any = [_decode_set(one, driver) for one in values]
-        flat = [v for one in values for v in (one.values() if isinstance(one, dict) else one)]
+    if "v" in stored:
+        values = stored["v"]
+        if row.executemany:
+            parameters: Any = [_decode_set(one, driver) for one in values]
+            sets = values
+        else:
+            parameters = _decode_set(values, driver)
+            sets = [values]
+        masked = any(
+            _is_masked(value)
+            for one in sets
+            for value in (one.values() if isinstance(one, dict) else one)
+        )
     else:
-        parameters = _decode_set(values, driver)
-        flat = list(values.values() if isinstance(values, dict) else values)
+        # Written by an earlier version: every value tagged text ("str:Ada").
+        values = stored["values"]
+        if row.executemany:
+            parameters = [_decode_set_tagged(one, driver) for one in values]
+            flat = [v for one in values for v in (one.values() if isinstance(one, dict) else one)]
+        else:
+            parameters = _decode_set_tagged(values, driver)
+            flat = list(values.values() if isinstance(values, dict) else values)
+        masked = MASKED in flat
     extra = json.loads(row.extra) if row.extra else {}
     reason = extra.pop("reason", None)
     return LogEntry(
@@ -217,10 +321,10 @@ def to_entry(row: Any) -> LogEntry:
         kind=row.kind,
         dialect=row.dialect,
         statement=row.statement,
-        paramstyle=stored["style"],
+        paramstyle=stored.get("style", ""),
         parameters=parameters,
         executemany=bool(row.executemany),
-        masked=MASKED in flat,
+        masked=masked,
         started_at=row.started_at,
         duration=row.duration,
         row_count=row.row_count,
