@@ -10,7 +10,22 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import Integer, Numeric, String, create_engine, delete, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -163,6 +178,56 @@ def test_an_executemany_keeps_its_batch(engine: Engine, item: type[Any], logged:
     batch = entries[-1]
     assert batch.executemany
     assert len(batch.parameters) == 3
+
+
+_AWKWARD = [
+    'it\'s \\ a "quoted" 100% text; -- not a comment',
+    "line\nbreak\r\tand \x1a control",
+    "",
+    "Zoë, 東京, \U0001f600",
+    "x" * 600_000,  # longer than what goes inline on MySQL: sent bound, in order
+    "%s %(name)s ? :name $1",
+]
+
+
+@pytest.mark.parametrize("sql_mode", ["", "NO_BACKSLASH_ESCAPES,ANSI_QUOTES"])
+def test_awkward_texts_are_logged_exactly(engine: Engine, backend: str, sql_mode: str) -> None:
+    """Quotes, backslashes, %, control characters, non-BMP text and a 600 KB value read back
+    exactly as sent, in order (on MySQL, whatever the session's sql_mode)."""
+    if sql_mode and backend not in ("mysql", "mariadb"):
+        pytest.skip("sql_mode is MySQL's")
+    table = Table(
+        "notes",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("body", Text().with_variant(LONGTEXT(), "mysql", "mariadb")),
+    )
+    table.create(engine)
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            if sql_mode:
+                connection.exec_driver_sql(f"SET SESSION sql_mode = '{sql_mode}'")
+            for number, body in enumerate(_AWKWARD):
+                connection.execute(insert(table), {"id": number + 1, "body": body})
+            connection.execute(
+                text("update notes set body = :body where id = 1 -- it's 100% a comment"),
+                {"body": _AWKWARD[0] + "!"},
+            )
+    finally:
+        log.remove()
+        engine.dispose()  # no pooled connection keeps the sql_mode
+    entries = [entry for entry in read_log(engine) if entry.kind != "text"]
+    assert [entry.kind for entry in entries] == ["insert"] * len(_AWKWARD) + ["update"]
+    for entry, body in zip(entries, [*_AWKWARD, _AWKWARD[0] + "!"], strict=True):
+        values = (
+            list(entry.parameters.values())
+            if isinstance(entry.parameters, dict)
+            else list(entry.parameters)
+        )
+        assert body in values
+    assert "-- it's 100" in entries[-1].statement
+    assert len({entry.transaction_id for entry in entries}) == 1
 
 
 def test_raw_sql_reads_and_ddl_have_their_kinds(engine: Engine, item: type[Any]) -> None:

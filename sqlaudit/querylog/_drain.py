@@ -32,11 +32,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Connection, Engine
 
 from sqlaudit.exceptions import RecoveryError
-from sqlaudit.querylog._table import build_log_table
+from sqlaudit.querylog._table import ENTRY_COLUMNS, build_log_table, write_entries
 
 __all__ = ["Drainer", "deliver", "logger"]
 
@@ -76,12 +76,12 @@ def deliver(source: Engine, outbox: Table, destination: Engine, batch_size: int)
                 )
             )
             fresh = [
-                {name: value for name, value in row._mapping.items() if name != "id"}
+                tuple(row._mapping[name] for name in ENTRY_COLUMNS)
                 for row in rows
                 if row.entry_key not in present
             ]
             if fresh:
-                connection.execute(insert(log), fresh)
+                write_entries(connection, log, fresh)
         with source.begin() as connection:
             connection.execute(delete(outbox).where(outbox.c.id.in_([row.id for row in rows])))
         delivered += len(fresh)
