@@ -166,6 +166,24 @@ def test_one_transaction_shares_one_id_and_the_next_gets_another(
     assert first.transaction_id == second.transaction_id != third.transaction_id
 
 
+def test_a_long_transaction_logs_every_statement_in_order(
+    engine: Engine, item: type[Any], logged: QueryLog
+) -> None:
+    """A transaction of 120 statements (written as several multi-row INSERTs) logs them all,
+    in the order they ran, under one transaction id."""
+    with engine.begin() as connection:
+        for number in range(1, 121):
+            connection.execute(insert(item.__table__), {"id": number, "name": f"n{number}"})
+    entries = read_log(engine)
+    names = [
+        entry.parameters["name"] if isinstance(entry.parameters, dict) else entry.parameters[1]
+        for entry in entries
+    ]
+    assert names == [f"n{number}" for number in range(1, 121)]
+    assert [entry.id for entry in entries] == sorted(entry.id for entry in entries)
+    assert len({entry.transaction_id for entry in entries}) == 1
+
+
 def test_an_executemany_keeps_its_batch(engine: Engine, item: type[Any], logged: QueryLog) -> None:
     """A Core insert of several rows keeps every parameter set of the batch."""
     with engine.begin() as connection:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
@@ -112,57 +113,90 @@ ENTRY_COLUMNS: Final = (
 )
 
 
+# Entries per multi-row INSERT at most: 600 binds, under the oldest SQLite's limit (999).
+_ROWS_PER_INSERT: Final = 50
+
+
 @dataclass(frozen=True, slots=True)
 class _PreparedWrite:
     sql: str
-    positions: tuple[int, ...] | None  # entry index per positional bind; None: named binds
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (entry index, bind processor)
+    positions: tuple[int, ...] | None  # per positional bind, its index in the flat values
+    names: tuple[str, ...] | None  # per flat value, its bind's name (named binds)
 
 
-_prepared: WeakKeyDictionary[Table, dict[Any, _PreparedWrite]] = WeakKeyDictionary()
+_processors: WeakKeyDictionary[Table, dict[Any, tuple[tuple[int, Callable[[Any], Any]], ...]]] = (
+    WeakKeyDictionary()
+)
+_prepared: WeakKeyDictionary[Table, dict[tuple[Any, int], _PreparedWrite]] = WeakKeyDictionary()
 
 
 def write_entries(connection: Connection, table: Table, entries: list[tuple[Any, ...]]) -> None:
-    """Insert log entries (tuples in :data:`ENTRY_COLUMNS` order) with one executemany.
+    """Insert log entries (tuples in :data:`ENTRY_COLUMNS` order), in order, in one statement.
 
-    The INSERT is compiled once per table and dialect, and the rows go to the driver as
-    they are, bar the columns whose type converts them (the timestamp): none of the
-    per-row work of ``Connection.execute(insert(), rows)``.
+    A multi-row INSERT (of up to 50 entries; on MySQL, of literals) rather than an
+    executemany: psycopg2 sends an executemany as one statement per row. The INSERT for
+    each number of entries is compiled once per table and dialect, and the values go to
+    the driver as they are, bar the columns whose type converts them (the timestamp):
+    none of the per-row work of ``Connection.execute(insert(), rows)``.
     """
     dialect = connection.dialect
-    by_dialect = _prepared.setdefault(table, {})
-    prepared = by_dialect.get(dialect)
-    if prepared is None:
-        compiled = table.insert().compile(dialect=dialect, column_keys=list(ENTRY_COLUMNS))
-        positions = None
-        if compiled.positional:
-            positions = tuple(ENTRY_COLUMNS.index(name) for name in compiled.positiontup or ())
-        processors = []
+    by_dialect = _processors.setdefault(table, {})
+    processors = by_dialect.get(dialect)
+    if processors is None:
+        found = []
         for index, name in enumerate(ENTRY_COLUMNS):
             bind = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if bind is not None:
-                processors.append((index, bind))
-        prepared = by_dialect[dialect] = _PreparedWrite(
-            compiled.string, positions, tuple(processors)
-        )
-    if prepared.processors:
+                found.append((index, bind))
+        processors = by_dialect[dialect] = tuple(found)
+    if processors:
         rows = []
         for entry in entries:
             values = list(entry)
-            for index, processor in prepared.processors:
+            for index, processor in processors:
                 values[index] = processor(values[index])
             rows.append(values)
     else:
         rows = [list(entry) for entry in entries]
     if dialect.name in _MYSQL:
         rows = _write_inline(connection, table, rows)
-        if not rows:
-            return
-    if prepared.positions is None:
-        parameters: Any = [dict(zip(ENTRY_COLUMNS, values, strict=True)) for values in rows]
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        prepared = _prepare(table, dialect, len(chunk))
+        flat = [value for values in chunk for value in values]
+        if prepared.names is None:
+            assert prepared.positions is not None
+            parameters: Any = tuple(flat[index] for index in prepared.positions)
+        else:
+            parameters = dict(zip(prepared.names, flat, strict=True))
+        connection.exec_driver_sql(prepared.sql, parameters)
+
+
+def _prepare(table: Table, dialect: Any, count: int) -> _PreparedWrite:
+    """Return the INSERT of ``count`` entries into ``table`` on ``dialect``, compiled once."""
+    by_key = _prepared.setdefault(table, {})
+    prepared = by_key.get((dialect, count))
+    if prepared is not None:
+        return prepared
+    names = [f"e{row}_{column}" for row in range(count) for column in ENTRY_COLUMNS]
+    rows = [
+        {
+            column: bindparam(names[row * len(ENTRY_COLUMNS) + place], type_=table.c[column].type)
+            for place, column in enumerate(ENTRY_COLUMNS)
+        }
+        for row in range(count)
+    ]
+    statement = table.insert().values(rows) if count > 1 else table.insert().values(rows[0])
+    compiled = statement.compile(dialect=dialect)
+    if compiled.positional:
+        flat_index = {name: index for index, name in enumerate(names)}
+        prepared = _PreparedWrite(
+            compiled.string, tuple(flat_index[name] for name in compiled.positiontup or ()), None
+        )
     else:
-        parameters = [tuple(values[index] for index in prepared.positions) for values in rows]
-    connection.exec_driver_sql(prepared.sql, parameters)
+        prepared = _PreparedWrite(compiled.string, None, tuple(names))
+    by_key[(dialect, count)] = prepared
+    return prepared
 
 
 # On MySQL/MariaDB the entries go in as literals of one multi-row INSERT, their texts as
