@@ -12,13 +12,15 @@ statements per second ``replay`` re-runs into an empty second file.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.contestants import SQLAudit
@@ -29,7 +31,13 @@ from sqlaudit.config import clear_config
 from sqlaudit.hooks import unregister_hooks
 from sqlaudit.querylog import log_queries, replay
 
-SCALE = Scale("querylog", 2000, 100, 200, 1000, 0, ())
+
+def scale(objects: int) -> Scale:
+    """Return the workloads' size for ``objects`` (W3 commits a tenth of them one by one)."""
+    return Scale("querylog", objects, 100, objects // 10, objects // 2, 0, ())
+
+
+SCALE = scale(2000)
 
 
 def _empty(engine: Engine) -> None:
@@ -38,7 +46,7 @@ def _empty(engine: Engine) -> None:
     metadata.drop_all(engine)
 
 
-def _once(engine: Engine, workload: str, logged: bool) -> float:
+def _once(engine: Engine, workload: str, logged: bool, size: Scale = SCALE) -> float:
     _empty(engine)
     clear_config()
     unregister_hooks()
@@ -47,32 +55,54 @@ def _once(engine: Engine, workload: str, logged: bool) -> float:
     base, item = contestant.declare()
     contestant.install(engine, base, item)
     chosen = WORKLOADS[workload]
-    ids = chosen.setup(engine, item, SCALE)
+    ids = chosen.setup(engine, item, size)
     log = log_queries(of=engine) if logged else None
     factory: Any = sessionmaker(engine)
     try:
         started = time.perf_counter()
-        chosen.run(factory, item, SCALE, ids)
+        chosen.run(factory, item, size, ids)
         return time.perf_counter() - started
     finally:
         if log is not None:
             log.remove()
 
 
-def writes(url: str, repeat: int) -> list[str]:
-    """Return one line per workload: seconds without and with the log, and the ratio."""
-    engine = create_engine(url)
+def writes(url: str, repeat: int, size: Scale = SCALE) -> list[str]:
+    """Return one line per workload: seconds without and with the log, and the ratio.
+
+    With an async driver (``postgresql+asyncpg://...``), everything runs in SQLAlchemy's
+    greenlet on the async engine's ``sync_engine``, as an application's ``run_sync``
+    would: the same ORM workloads, through the async driver.
+    """
+    if not make_url(url).get_dialect().is_async:
+        return _writes(create_engine(url), repeat, size)
+
+    async def in_greenlet() -> list[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(
+                    lambda sync: _writes(sync.engine, repeat, size, dispose=False)
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(in_greenlet())
+
+
+def _writes(engine: Engine, repeat: int, size: Scale, dispose: bool = True) -> list[str]:
+    label = f"{engine.dialect.name}+{engine.dialect.driver}"
     lines = []
     try:
         for name in ("W1", "W2", "W3", "W4"):
             # Off and on alternate, so a machine busier for a while weighs on both.
             offs, ons = [], []
             for _ in range(repeat):
-                offs.append(_once(engine, name, False))
-                ons.append(_once(engine, name, True))
+                offs.append(_once(engine, name, False, size))
+                ons.append(_once(engine, name, True, size))
             off, on = min(offs), min(ons)
             lines.append(
-                f"{engine.dialect.name:10} {name}: {off:.3f} s without the log, "
+                f"{label:20} {name}: {off:.3f} s without the log, "
                 f"{on:.3f} s with it ({on / off:.2f}x)"
             )
     finally:
@@ -80,7 +110,8 @@ def writes(url: str, repeat: int) -> list[str]:
         clear_config()
         unregister_hooks()
         _registry.reset()
-        engine.dispose()
+        if dispose:
+            engine.dispose()
     return lines
 
 
@@ -122,9 +153,15 @@ def main() -> None:
     parser.add_argument("urls", nargs="*", help="databases to empty and use")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--statements", type=int, default=100_000)
+    parser.add_argument(
+        "--objects",
+        type=int,
+        default=SCALE.objects,
+        help="W1/W2 objects (W3 a tenth, W4 a half); larger runs vary less",
+    )
     arguments = parser.parse_args()
     for url in arguments.urls:
-        for line in writes(url, arguments.repeat):
+        for line in writes(url, arguments.repeat, scale(arguments.objects)):
             print(line, flush=True)
     print(replay_rate(arguments.statements), flush=True)
 
