@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from ops_support import OLD, add_rows, declare_customer
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, insert, select, update
 
 from sqlaudit import OperationError, anchor_changes, erase, prune, verify
 from sqlaudit.ops._anchors import Signer, build_anchors_table, redigest
+from sqlaudit.ops._common import build_operations_table
 
 NOW = timedelta(0)
 
@@ -261,3 +263,45 @@ def test_a_row_digest_is_sha256_of_its_columns_as_compact_json(audit):
         values[1 + CHANGE_COLUMNS.index("changed_at")] = row.changed_at.isoformat()
         data = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
         assert listed[row.id] == hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+@contextmanager
+def _write_transactions(engine):
+    """Count the committed transactions on ``engine`` that wrote (a list, filled as they commit)."""
+    counted: list[int] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            conn.info["wrote"] = True
+
+    def committed(conn):
+        if conn.info.pop("wrote", False):
+            counted.append(1)
+
+    def rolled_back(conn):
+        conn.info.pop("wrote", None)
+
+    listeners = [("before_cursor_execute", seen), ("commit", committed), ("rollback", rolled_back)]
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
+    try:
+        yield counted
+    finally:
+        for name, listener in listeners:
+            event.remove(engine, name, listener)
+
+
+@pytest.mark.parametrize(("rows", "block_size", "blocks"), [(5, 100, 1), (9, 3, 3), (10, 3, 4)])
+def test_an_anchor_run_writes_one_transaction_per_block(audit, rows, block_size, blocks):
+    """The run's start and end go in with its first and last block: one write per block."""
+    add_rows(audit.engine, audit.config, rows)
+    with _write_transactions(audit.engine) as counted:
+        report = anchor_changes(settle=NOW, block_size=block_size)
+        assert (report.blocks, report.rows) == (blocks, rows)
+        assert len(counted) == blocks
+    log = build_operations_table(audit.config.table)
+    with audit.engine.connect() as connection:
+        [entry] = connection.execute(log.select().where(log.c.operation == "anchor")).all()
+    assert entry.status == "done" and entry.rows_affected == rows
+    assert entry.detail["blocks"] == blocks and entry.detail["head"] == report.head
+    assert verify().ok

@@ -320,16 +320,17 @@ def anchor_changes(
             )
         ).scalar_one()
     blocks = rows_done = 0
-    if upto is not None:
+    operation_id: int | None = None
+    while upto is not None:
+        # The run's start goes in with its first block and its end with its last: a run
+        # of one block is one write transaction (on SQLite, one sync of the file).
         with target.engine.begin() as connection:
-            operation_id = log_start(
-                connection, target.operations, "anchor", {"block_size": size}, performed_by
-            )
-        while True:
-            with target.engine.begin() as connection:
-                rows = read_rows(connection, table, last, int(upto), size)
-                if not rows:
-                    break
+            if operation_id is None:
+                operation_id = log_start(
+                    connection, target.operations, "anchor", {"block_size": size}, performed_by
+                )
+            rows = read_rows(connection, table, last, int(upto), size)
+            if rows:
                 digests = _dump((row.id, sign.row(row)) for row in rows)
                 block = block_digest(digests)
                 chain = sign.chain(head, block)
@@ -352,19 +353,22 @@ def anchor_changes(
                         "anchor_changes(): another anchor run appended to the chain at the "
                         "same time; run one at a time (it is safe to run this one again)."
                     ) from exc
-            head, last = chain, int(rows[-1].id)
-            blocks += 1
-            rows_done += len(rows)
-            if progress is not None:
-                progress(rows_done)
-        with target.engine.begin() as connection:
-            log_finish(
-                connection,
-                target.operations,
-                operation_id,
-                rows_done,
-                {"blocks": blocks, "head": head},
-            )
+                head, last = chain, int(rows[-1].id)
+                blocks += 1
+                rows_done += len(rows)
+            finished = len(rows) < size or last >= int(upto)
+            if finished:
+                log_finish(
+                    connection,
+                    target.operations,
+                    operation_id,
+                    rows_done,
+                    {"blocks": blocks, "head": head},
+                )
+        if rows and progress is not None:
+            progress(rows_done)
+        if finished:
+            break
     return AnchorReport(blocks, rows_done, head)
 
 
