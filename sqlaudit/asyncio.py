@@ -30,6 +30,17 @@ implementation on the session's connection (``AsyncSession.run_sync``)::
         await restore(session, Customer, 2, at=last_tuesday)
         await session.commit()
 
+The query log has a twin too, :func:`log_queries`: it creates its tables through the
+``AsyncEngine`` and logs everything run on it, in each statement's transaction; with
+``to=`` its outbox is delivered in an event loop of its own, never on the
+application's connections::
+
+    from sqlaudit.asyncio import log_queries
+
+    log = await log_queries(of=async_engine, to=log_engine)
+    ...
+    await log.remove()  # delivers what is committed, stops the drainer thread
+
 Needs the ``async`` extra: ``pip install "sqlaudit[async]"``.
 """
 
@@ -56,6 +67,8 @@ from sqlaudit import _schema, history, ops, triggers
 from sqlaudit.config import SQLAuditConfig, get_config
 from sqlaudit.exceptions import ConfigurationError, ConfigurationTypeError
 from sqlaudit.history import Page, ResourceEvent, ResourceState
+from sqlaudit.querylog._async import AsyncQueryLog as AsyncQueryLog
+from sqlaudit.querylog._async import log_queries as log_queries
 from sqlaudit.retrieval import (
     DateBound,
     IdValue,
@@ -67,6 +80,7 @@ from sqlaudit.retrieval import (
 )
 
 __all__ = [
+    "AsyncQueryLog",
     "check_guard",
     "check_triggers",
     "count_changes",
@@ -85,6 +99,7 @@ __all__ = [
     "get_transaction_changes",
     "install_guard",
     "install_triggers",
+    "log_queries",
     "record_baseline",
     "restore",
     "revert_transaction",

@@ -106,8 +106,8 @@ def test_a_caught_error_keeps_the_query_log_on_the_async_driver(audit, target):
 
     async def scenario() -> None:
         engine = create_async_engine(target.async_url(audit.engine))
-        # The documented way on an AsyncEngine: log_queries creates its table, so it
-        # runs where the async driver can do I/O.
+        # The recipe documented before sqlaudit.asyncio.log_queries (still supported):
+        # log_queries creates its table, so it runs where the async driver can do I/O.
         async with engine.connect() as connection:
             log = await connection.run_sync(lambda sync: log_queries(of=sync.engine))
         try:

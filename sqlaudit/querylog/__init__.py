@@ -15,7 +15,8 @@ transaction, on a restored backup::
 With ``log_queries(of=engine, to=log_engine)`` the log is kept in another database: each
 entry goes to an outbox in the statement's transaction, and a background thread delivers
 the committed ones after each commit, exactly once each, even across crashes and outages
-of ``log_engine``.
+of ``log_engine``. On an ``AsyncEngine``, await the twin,
+:func:`sqlaudit.asyncio.log_queries`.
 
 The **change log** (the field-level history sqlaudit keeps) rebuilds one tracked
 table as it was at a moment, with no backup at all::

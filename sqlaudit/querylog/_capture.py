@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -34,7 +34,10 @@ from sqlaudit.querylog._table import (
     write_entries,
 )
 
-__all__ = ["QueryLog", "log_queries", "statement_kind"]
+if TYPE_CHECKING:
+    from sqlaudit.querylog._async import DeliveryLoop
+
+__all__ = ["QueryLog", "check_options", "log_queries", "statement_kind"]
 
 _BUSY: Final = "sqlaudit.querylog.busy"
 _STARTED: Final = "sqlaudit.querylog.started"
@@ -105,6 +108,9 @@ class QueryLog:
     sample: float = 1.0
     drain_mode: str = "background"
     drain_interval: float = 5.0
+    # Set by sqlaudit.asyncio.log_queries when ``to=`` is given: the deliveries then run
+    # in an event loop of their own (an async driver's connections belong to one loop).
+    delivery_loop: DeliveryLoop | None = None
     _listeners: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -128,6 +134,10 @@ class QueryLog:
                 # The log database is down: the application starts all the same; the
                 # drainer's first delivery (which creates the table) reports the failure.
                 pass
+        self._listen()
+
+    def _listen(self) -> None:
+        """Install the listeners on ``target`` and start the drainer (the tables exist)."""
         listeners: list[tuple[str, Callable[..., Any]]] = [
             ("before_cursor_execute", self._before),
             ("after_cursor_execute", self._after),
@@ -162,11 +172,20 @@ class QueryLog:
         Example:
             >>> log.remove()  # doctest: +SKIP
         """
+        self._unlisten()
+        self._stop()
+
+    def _unlisten(self) -> None:
         while self._listeners:
             name, listener = self._listeners.pop()
             event.remove(self.target, name, listener)
+
+    def _stop(self) -> None:
+        """Deliver the rest and stop the drainer thread; let go of the delivery loop's engines."""
         if self._drainer is not None:
             self._drainer.stop()
+        if self.delivery_loop is not None:
+            self.delivery_loop.dispose()
 
     def drain(self, *, batch_size: int = 1000) -> int:
         """Deliver the committed entries of the outbox to the ``to`` database, now.
@@ -197,15 +216,23 @@ class QueryLog:
                 "drain() delivers the outbox of log_queries(to=...); this log writes into "
                 "its own database, so there is nothing to drain."
             )
+        if self.delivery_loop is not None:
+            return self.delivery_loop.run(
+                lambda source, destination: self._deliver(source, destination, batch_size)
+            )
         engine = self.target
         assert isinstance(engine, Engine)  # log_queries() refuses to= with a Connection
-        if not self._log_table_ready:
-            self._create_log_table()
-        return deliver(engine, self.table, self.destination, batch_size)
+        return self._deliver(engine, self.destination, batch_size)
 
-    def _create_log_table(self) -> None:
+    def _deliver(self, source: Engine, destination: Engine, batch_size: int) -> int:
+        if not self._log_table_ready:
+            self._create_log_table(destination)
+        return deliver(source, self.table, destination, batch_size)
+
+    def _create_log_table(self, bind: Engine | Connection | None = None) -> None:
+        """Create the log table on the ``to`` database (through ``bind``, if given)."""
         assert self.destination is not None
-        create_log_table(build_log_table(), self.destination)
+        create_log_table(build_log_table(), self.destination if bind is None else bind)
         self._log_table_ready = True
 
     def _checked_in(self, dbapi_connection: Any, record: Any) -> None:
@@ -466,7 +493,8 @@ def log_queries(
 
     Args:
         of: The engine (or one connection) whose statements are logged. The log table,
-            ``sqlaudit_query_log``, is created there if missing.
+            ``sqlaudit_query_log``, is created there if missing. For an ``AsyncEngine``,
+            await the twin, :func:`sqlaudit.asyncio.log_queries`, instead.
         to: Another database to keep the log in (an Engine). Entries are then written
             to an outbox table, ``sqlaudit_query_outbox``, in ``of``'s database, inside each
             transaction, and delivered once committed to ``sqlaudit_query_log`` on ``to``
@@ -492,10 +520,12 @@ def log_queries(
         A :class:`QueryLog`; call its ``remove()`` to stop logging.
 
     Raises:
-        RecoveryError: ``of`` is not an engine or connection, ``to`` is not an engine
-            (or given with a connection as ``of``), ``statements`` is neither
-            ``"writes"`` nor ``"all"``, ``drain`` neither ``"background"`` nor
-            ``"manual"``, or ``drain_interval`` is not a positive number.
+        RecoveryError: ``of`` is not an engine or connection (an ``AsyncEngine``, or its
+            sync side outside ``run_sync``, is refused, naming the async twin), ``to`` is
+            not an engine (or given with a connection as ``of``, or with an async
+            driver), ``statements`` is neither ``"writes"`` nor ``"all"``, ``drain``
+            neither ``"background"`` nor ``"manual"``, or ``drain_interval`` is not a
+            positive number.
 
     Known blind spots: the user and reason come from the ambient ``audit_context`` (or
     ``get_user_id_callback``), not from ``set_session_context``: the log sees connections,
@@ -510,10 +540,22 @@ def log_queries(
         ...     session.add(Customer(name="Ada")); session.commit()
         >>> log.remove()  # doctest: +SKIP
     """
+    if _is_async(of):
+        raise RecoveryError(
+            f"log_queries(of=...) takes a synchronous Engine or Connection, not the "
+            f"{type(of).__name__} {of!r}: on an AsyncEngine, use its twin, "
+            "`await sqlaudit.asyncio.log_queries(of=engine)`."
+        )
     if not isinstance(of, (Engine, Connection)):
         raise RecoveryError(
             f"log_queries(of=...) takes an Engine or a Connection, not {type(of).__name__} "
             f"{of!r}: pass create_engine(url)."
+        )
+    if _is_async(to):
+        raise RecoveryError(
+            f"log_queries(to=...) takes a synchronous Engine, not the {type(to).__name__} "
+            f"{to!r}: pass create_engine(url) for the log database, or log an AsyncEngine "
+            "with `await sqlaudit.asyncio.log_queries(of=engine, to=log_engine)`."
         )
     if to is not None and not isinstance(to, Engine):
         raise RecoveryError(
@@ -525,6 +567,45 @@ def log_queries(
             "log_queries(to=...) needs of= to be an Engine, since drain() opens connections "
             "of its own on it: pass the engine, not one connection."
         )
+    if of.dialect.is_async and not _in_greenlet():
+        # Creating the table would fail with MissingGreenlet (after the driver made a
+        # coroutine it never awaits).
+        raise RecoveryError(
+            f"log_queries(of=...) got the sync side of an AsyncEngine ({of.engine.url.drivername})"
+            " outside AsyncConnection.run_sync(), where its driver cannot do I/O: use "
+            "`await sqlaudit.asyncio.log_queries(of=engine)`."
+        )
+    if to is not None and (of.dialect.is_async or to.dialect.is_async):
+        # The drainer thread would open connections of an async driver outside any
+        # event loop: the twin gives it a loop of its own.
+        raise RecoveryError(
+            "log_queries(to=...) cannot deliver through an async driver's engine "
+            f"({(of if of.dialect.is_async else to).engine.url.drivername}); on an "
+            "AsyncEngine, use `await sqlaudit.asyncio.log_queries(of=engine, to=log_engine)`."
+        )
+    check_options(statements, sample, mask_columns, drain, drain_interval)
+    log = QueryLog(
+        of,
+        to,
+        statements,
+        extra,
+        frozenset(mask_columns),
+        float(sample),
+        drain,
+        float(drain_interval),
+    )
+    log.install()
+    return log
+
+
+def check_options(
+    statements: str,
+    sample: float,
+    mask_columns: Iterable[str],
+    drain: str,
+    drain_interval: float,
+) -> None:
+    """Refuse the options of ``log_queries`` (sync or async) that are not valid, naming the fix."""
     if statements not in _STATEMENTS:
         raise RecoveryError(
             f"log_queries(statements={statements!r}): pass 'writes' (the default) or 'all'."
@@ -553,15 +634,21 @@ def log_queries(
             f"log_queries(drain_interval={drain_interval!r}) takes seconds, a positive "
             "number (5: the background drainer retries every five seconds)."
         )
-    log = QueryLog(
-        of,
-        to,
-        statements,
-        extra,
-        frozenset(mask_columns),
-        float(sample),
-        drain,
-        float(drain_interval),
-    )
-    log.install()
-    return log
+
+
+def _in_greenlet() -> bool:
+    """Tell whether this runs inside SQLAlchemy's greenlet (``run_sync``), where async I/O works."""
+    try:
+        from sqlalchemy.util.concurrency import in_greenlet
+    except ImportError:  # no greenlet: no async engine either
+        return False
+    return bool(in_greenlet())
+
+
+def _is_async(bind: object) -> bool:
+    """Tell an AsyncEngine or AsyncConnection (whose driver needs the event loop) from the rest."""
+    try:
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    except ImportError:  # no greenlet: nothing here can be async
+        return False
+    return isinstance(bind, (AsyncEngine, AsyncConnection))
