@@ -4,9 +4,12 @@ Run ``python -m benchmarks.querylog URL [URL ...]`` (each URL a database it may 
 every table in it is dropped first and last). For each database it runs W1-W4 of
 :mod:`benchmarks.workloads` through sqlaudit's session capture, with the query log off
 and on (``log_queries(of=engine)``, same database), alternately, best of ``--repeat``
-runs each, and prints the seconds and the ratio. Then, on a SQLite file, it logs
-``--statements`` single-row inserts (100 per transaction) and prints how many
-statements per second ``replay`` re-runs into an empty second file.
+runs each, and prints the seconds and the ratio. ``--objects`` sets their size (W1/W2
+objects; W3 commits a tenth of them one by one, W4 deletes half; 2,000 by default,
+10,000 for the figures in docs/recovery.md). A URL with an async driver
+(``postgresql+asyncpg://``...) runs the same ORM workloads through it. Then, on a
+SQLite file, it logs ``--statements`` single-row inserts (100 per transaction) and
+prints how many statements per second ``replay`` re-runs into an empty second file.
 """
 
 from __future__ import annotations

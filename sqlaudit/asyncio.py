@@ -41,7 +41,7 @@ application's connections::
     ...
     await log.remove()  # delivers what is committed, stops the drainer thread
 
-Needs the ``async`` extra: ``pip install "sqlaudit[async]"``.
+Needs the ``async`` extra: ``pip install "sqlaudit-trail[async]"``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ try:
 except ImportError as exc:  # greenlet missing: SQLAlchemy's asyncio needs it
     raise ImportError(
         "sqlaudit.asyncio needs SQLAlchemy's asyncio support (greenlet) and an async "
-        "driver: pip install 'sqlaudit[async]'"
+        "driver: pip install 'sqlaudit-trail[async]'"
     ) from exc
 
 from sqlaudit import _schema, history, ops, triggers
