@@ -206,6 +206,48 @@ def test_commits_go_on_while_the_log_database_is_down(
     assert record.levelno == logging.WARNING and "stay in the outbox" in record.getMessage()
 
 
+def test_commits_go_on_while_the_log_database_on_a_server_is_missing(
+    engine: Engine, backend: str, item: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log database on PostgreSQL or MariaDB that does not exist yet (connections
+    refused): commits succeed, entries wait, and go once it is created."""
+    if backend == "sqlite":
+        pytest.skip("a SQLite log database that is not there is the test above")
+    name = f"{engine.url.database}_late"
+    target = create_engine(engine.url.set(database=name))
+    quote = '"' if backend == "postgresql" else "`"
+
+    def on_server(statement: str) -> None:
+        # On an engine of its own: what runs on ``engine`` is logged.
+        admin = create_engine(engine.url)
+        try:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql(statement)
+        finally:
+            admin.dispose()
+
+    on_server(f"DROP DATABASE IF EXISTS {quote}{name}{quote}")
+    caplog.set_level(logging.WARNING, logger="sqlaudit.querylog")
+    log = log_queries(of=engine, to=target, drain_interval=0.05)
+    try:
+        with Session(engine) as session:
+            session.add(item(id=1, name="Ada"))
+            session.commit()
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 2, "name": "Grace"})
+        eventually(lambda: bool(caplog.records), "the delivery failure to be logged")
+        assert len(_outbox(engine)) == 2
+        on_server(f"CREATE DATABASE {quote}{name}{quote}")
+        eventually(lambda: _outbox(engine) == [], "the delivery once the log database is there")
+        assert _names(read_log(target)) == ["Ada", "Grace"]
+    finally:
+        log.remove()
+        target.dispose()
+        on_server(f"DROP DATABASE IF EXISTS {quote}{name}{quote}")
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and "stay in the outbox" in record.getMessage()
+
+
 def test_entries_a_dead_process_left_are_delivered_by_the_next_log(
     engine: Engine, log_database: Engine, item: type[Any]
 ) -> None:
