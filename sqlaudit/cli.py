@@ -856,10 +856,17 @@ def import_07(
 
 @cli.command("replay")
 @click.argument("target_url")
-@click.option("--since", help="Only statements started at or after this date, time or age.")
-@click.option("--until", help="Only statements started before this date, time or age.")
+@click.option(
+    "--since", help="Only transactions whose last statement started at or after this moment."
+)
+@click.option("--until", help="Only transactions whose last statement started before this moment.")
 @click.option("--start-at", type=int, help="Resume at this log entry (printed by a failure).")
 @click.option("--dry-run", is_flag=True, help="List the statements, run nothing.")
+@click.option(
+    "--replay-present",
+    is_flag=True,
+    help="Also replay the transactions the target's own query log holds.",
+)
 @_format
 @click.pass_obj
 def replay_command(
@@ -869,11 +876,14 @@ def replay_command(
     until: str | None,
     start_at: int | None,
     dry_run: bool,
+    replay_present: bool,
     output_format: str,
 ) -> None:
     """Re-run the query log's writes (from --url) on the database at TARGET_URL.
 
-    A failure prints the statement and the --start-at to resume with, and exits 1.
+    Transactions the target's own query log holds (restored with the backup) are
+    skipped, and those replayed are logged there. A failure prints the statement and
+    the --start-at to resume with, and exits 1.
     """
     from sqlaudit.querylog import replay
 
@@ -888,6 +898,7 @@ def replay_command(
                 until=_moment(until, "--until"),
                 dry_run=dry_run,
                 start_at=start_at,
+                skip_present=not replay_present,
             )
         finally:
             target.dispose()
@@ -908,9 +919,15 @@ def replay_command(
                 output_format,
                 "statements to replay",
             )
-            click.echo(f"would replay {result.count} statements", err=True)
+            click.echo(f"would replay {result.count} statements{_skipped(result)}", err=True)
         else:
-            click.echo(f"replayed {result.count} statements")
+            click.echo(f"replayed {result.count} statements{_skipped(result)}")
+
+
+def _skipped(result: Any) -> str:
+    if not result.skipped:
+        return ""
+    return f" ({result.skipped} skipped: the target's query log holds their transactions)"
 
 
 @cli.command("rebuild")

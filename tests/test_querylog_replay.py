@@ -179,3 +179,115 @@ def test_bad_arguments_name_the_fix(
     if engine.dialect.name != "sqlite":
         with pytest.raises(RecoveryError, match="same dialect"):
             replay(engine, create_engine("sqlite://"))
+
+
+def test_since_chooses_whole_transactions(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """A transaction whose first statement started before ``since`` and its last after it
+    is replayed whole (it committed after ``since``), never split."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "before"})
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 2, "name": "straddling"})
+            connection.execute(update(item).where(item.id == 2).values(price=Decimal("2.50")))
+    finally:
+        log.remove()
+    second = read_log(engine)[-1]
+    assert replay(engine, other, since=second.started_at).count == 2
+    assert rows(other, "items") == [(2, "straddling", Decimal("2.50"))]
+    assert replay(engine, other, until=second.started_at, dry_run=True).count == 1
+
+
+def test_transactions_the_restored_log_holds_are_skipped_and_replayed_ones_logged(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """A backup holds the log of exactly the transactions it holds, whatever their ids:
+    those are skipped; what is replayed is logged on the target, so a second replay, or
+    one after a failure, runs nothing twice."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log = log_queries(of=engine)
+    try:
+        for number in (1, 2, 3):
+            with engine.begin() as connection:
+                connection.execute(insert(item), {"id": number, "name": f"n{number}"})
+    finally:
+        log.remove()
+    first, second, third = (entry.transaction_id for entry in read_log(engine))
+    # A backup taken while the second transaction was still committing: it holds the
+    # first and the third (and their log entries), not the second, whose log id is lower.
+    create_log = log_queries(of=other)
+    create_log.remove()
+    backed_up = replay(engine, other, filter=lambda entry: entry.transaction_id != second)
+    assert backed_up.count == 2 and backed_up.skipped == 0
+    assert [entry.transaction_id for entry in read_log(other)] == [first, third]
+
+    result = replay(engine, other)
+    assert [entry.transaction_id for entry in result.entries] == [second]
+    assert result.skipped == 2
+    assert checksum(other, "items") == checksum(engine, "items")
+    assert sorted(entry.transaction_id for entry in read_log(other)) == sorted(
+        [first, second, third]
+    )
+    again = replay(engine, other)
+    assert (again.count, again.skipped) == (0, 3)
+    # Replayed entries keep what the log held.
+    source = {entry.transaction_id: entry for entry in read_log(engine)}
+    for entry in read_log(other):
+        original = source[entry.transaction_id]
+        assert (entry.statement, entry.parameters, entry.started_at, entry.kind) == (
+            original.statement,
+            original.parameters,
+            original.started_at,
+            original.kind,
+        )
+
+
+def test_after_a_failure_a_plain_replay_goes_on_where_it_stopped(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """With a log on the target, the failed transaction is not logged there: replaying
+    again, once the cause is fixed, runs it and what follows, and nothing before."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log_queries(of=other).remove()  # the target has a query log table
+    log = log_queries(of=engine)
+    try:
+        for number in (1, 2, 3):
+            with engine.begin() as connection:
+                connection.execute(insert(item), {"id": number, "name": f"n{number}"})
+    finally:
+        log.remove()
+    with other.begin() as connection:
+        connection.execute(insert(item), {"id": 2, "name": "in the way"})
+    with pytest.raises(ReplayError):
+        replay(engine, other)
+    with other.begin() as connection:
+        connection.execute(text("delete from items where id = 2"))
+    result = replay(engine, other)
+    assert (result.count, result.skipped) == (2, 1)
+    assert [row[1] for row in rows(other, "items")] == ["n1", "n2", "n3"]
+
+
+def test_skip_present_false_replays_everything_and_logs_nothing(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """``skip_present=False``: the target's log is neither read nor written."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log_queries(of=other).remove()
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "n1"})
+    finally:
+        log.remove()
+    assert replay(engine, other, skip_present=False).count == 1
+    assert read_log(other) == []
+    with pytest.raises(RecoveryError, match="True \\(the default\\) or False"):
+        replay(engine, other, skip_present="no")  # type: ignore[arg-type]

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Table, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from sqlaudit.exceptions import RecoveryError, ReplayError
-from sqlaudit.querylog._table import LOG_TABLE, LogEntry, build_log_table, to_entry
+from sqlaudit.querylog._table import (
+    LOG_TABLE,
+    LogEntry,
+    build_log_table,
+    encode_parameters,
+    to_entry,
+    write_entries,
+)
 
 __all__ = ["ReplayResult", "read_log", "replay"]
 
@@ -24,6 +32,8 @@ class ReplayResult:
     Attributes:
         entries: The log entries, in replay order.
         dry_run: Whether nothing was run.
+        skipped: Statements left out because the target's own query log already holds
+            their transaction (see ``skip_present``).
 
     Example:
         >>> result = replay(engine, restored, dry_run=True)  # doctest: +SKIP
@@ -33,6 +43,7 @@ class ReplayResult:
 
     entries: tuple[LogEntry, ...]
     dry_run: bool
+    skipped: int = 0
 
     @property
     def count(self) -> int:
@@ -87,18 +98,51 @@ def read_log(log: Engine | Connection) -> list[LogEntry]:
         return [to_entry(row) for row in connection.execute(query)]
 
 
-def _in_order(entries: Iterable[LogEntry]) -> list[LogEntry]:
+def _transactions(entries: Iterable[LogEntry]) -> list[list[LogEntry]]:
     """Group entries by transaction, transactions in the order of their last entry.
 
     A transaction's entries are written together at its commit, so this is commit order
-    (and stays right for a log whose entries were written one by one).
+    (and stays right for a log whose entries were written one by one). An autocommit
+    entry is a transaction of its own.
     """
     groups: dict[Any, list[LogEntry]] = {}
     for entry in entries:
         key = entry.transaction_id if entry.transaction_id is not None else ("auto", entry.id)
         groups.setdefault(key, []).append(entry)
-    ordered = sorted(groups.values(), key=lambda group: group[-1].id)
-    return [entry for group in ordered for entry in group]
+    return sorted(groups.values(), key=lambda group: group[-1].id)
+
+
+def _fingerprint(entry: LogEntry) -> Any:
+    """Return what tells an entry's transaction in another copy of the log (ids differ)."""
+    if entry.transaction_id is not None:
+        return entry.transaction_id
+    return (entry.started_at, entry.statement)
+
+
+def _same_database(log: Engine | Connection, target: Engine) -> bool:
+    def name(engine: Engine) -> str:
+        return engine.url.render_as_string(hide_password=False)
+
+    return name(log.engine) == name(target)
+
+
+def _present(target: Engine) -> tuple[Table | None, set[Any]]:
+    """Return the target's own query log table (if it has one) and the fingerprints in it."""
+    if not sa_inspect(target).has_table(LOG_TABLE):
+        return None, set()
+    table = build_log_table()
+    found: set[Any] = set()
+    with target.connect() as connection:
+        found.update(
+            connection.scalars(
+                select(table.c.transaction_id).where(table.c.transaction_id.is_not(None)).distinct()
+            )
+        )
+        for started_at, statement in connection.execute(
+            select(table.c.started_at, table.c.statement).where(table.c.transaction_id.is_(None))
+        ):
+            found.add((started_at, statement))
+    return table, found
 
 
 def replay(
@@ -110,24 +154,39 @@ def replay(
     filter: Callable[[LogEntry], bool] | None = None,
     dry_run: bool = False,
     start_at: int | None = None,
+    skip_present: bool = True,
 ) -> ReplayResult:
     """Re-run the logged writes against ``target_engine``, in commit order.
 
     Each logged transaction is replayed in one transaction on the target, in the order
     transactions committed (the log writes a transaction's entries at its commit); the
     statements of one transaction follow their order in the log. Reads are never
-    replayed.
+    replayed, and a transaction is never split: ``since`` and ``until`` choose whole
+    transactions, by the start of their last statement (the nearest the log has to
+    their commit).
+
+    A backup of a database that logs into itself (``log_queries(of=engine)``) holds the
+    log of the transactions it holds, and only theirs, whatever ran concurrently while
+    it was taken. So when the target has a query log table, the transactions found
+    there are skipped, and what is replayed is logged there too, in the transaction
+    that replays it: the restored database's log is whole again, and replaying twice,
+    or again after a failure, runs nothing twice.
 
     Args:
         log_engine: Where the log lives (the data's own engine when logged with ``to=None``).
         target_engine: The database to replay on (a restored backup), of the dialect
             the statements were logged on.
-        since: Only statements started at or after this moment (aware).
-        until: Only statements started before this moment (aware).
-        filter: Only entries for which this returns true.
+        since: Only transactions whose last statement started at or after this moment
+            (aware).
+        until: Only transactions whose last statement started before this moment (aware).
+        filter: Only entries for which this returns true (entry by entry).
         dry_run: List what would be run, run nothing.
         start_at: Skip the entries before the one with this id in the replay order
             (the ``resume_at`` of a :class:`~sqlaudit.exceptions.ReplayError`).
+        skip_present: Skip the transactions the target's own query log holds, and log
+            the replayed ones there (when it has one, and is not ``log_engine``'s
+            database). ``False``: replay every entry chosen, and write nothing but the
+            statements.
 
     Returns:
         A :class:`ReplayResult` with the entries run (or to run).
@@ -160,16 +219,24 @@ def replay(
             f"replay(start_at={start_at!r}) takes a log entry id (int), such as the "
             "resume_at of the ReplayError that stopped the previous replay."
         )
+    if not isinstance(skip_present, bool):
+        raise RecoveryError(
+            f"replay(skip_present={skip_present!r}) takes True (the default) or False."
+        )
     low, high = _moment(since, "since"), _moment(until, "until")
-    chosen = [
-        entry
-        for entry in read_log(log_engine)
-        if entry.kind != "select"
-        and (low is None or entry.started_at >= low)
-        and (high is None or entry.started_at < high)
-        and (filter is None or filter(entry))
-    ]
-    ordered = _in_order(chosen)
+    # (A target that is the log's own database holds every transaction of the log.)
+    own = _same_database(log_engine, target_engine)
+    record, present = _present(target_engine) if skip_present and not own else (None, set())
+    ordered: list[LogEntry] = []
+    skipped = 0
+    for group in _transactions(entry for entry in read_log(log_engine) if entry.kind != "select"):
+        last = group[-1].started_at
+        if (low is not None and last < low) or (high is not None and last >= high):
+            continue
+        if present and _fingerprint(group[0]) in present:
+            skipped += len(group)
+            continue
+        ordered.extend(entry for entry in group if filter is None or filter(entry))
     if start_at is not None:
         ids = [entry.id for entry in ordered]
         if start_at not in ids:
@@ -181,8 +248,8 @@ def replay(
         ordered = ordered[ids.index(start_at) :]
     _check(ordered, target_engine)
     if not dry_run:
-        _run(ordered, target_engine)
-    return ReplayResult(tuple(ordered), dry_run)
+        _run(ordered, target_engine, record)
+    return ReplayResult(tuple(ordered), dry_run, skipped)
 
 
 def _check(entries: list[LogEntry], target: Engine) -> None:
@@ -207,7 +274,7 @@ def _check(entries: list[LogEntry], target: Engine) -> None:
             )
 
 
-def _run(entries: list[LogEntry], target: Engine) -> None:
+def _run(entries: list[LogEntry], target: Engine, record: Table | None) -> None:
     position = 0
     replayed = 0
     index = 0
@@ -236,7 +303,32 @@ def _run(entries: list[LogEntry], target: Engine) -> None:
                             resume_at=first.id,
                             replayed=replayed,
                         ) from exc
+                if record is not None:
+                    write_entries(connection, record, [_stored(entry) for entry in group])
         finally:
             connection.close()
         replayed += len(group)
         index = end
+
+
+def _stored(entry: LogEntry) -> tuple[Any, ...]:
+    """Return a replayed entry as the log stores it (:data:`ENTRY_COLUMNS` order)."""
+    extra: dict[str, Any] = {}
+    if entry.reason is not None:
+        extra["reason"] = entry.reason
+    if entry.extra:
+        extra["extra"] = entry.extra
+    return (
+        entry.transaction_id,
+        entry.kind,
+        entry.dialect,
+        entry.statement,
+        encode_parameters(entry.parameters, entry.paramstyle),
+        entry.executemany,
+        entry.started_at,
+        entry.duration,
+        entry.row_count,
+        entry.changed_by,
+        json.dumps(extra, separators=(",", ":"), default=str) if extra else None,
+        None,  # (a key only marks entries delivered from an outbox)
+    )
