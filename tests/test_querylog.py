@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    func,
     insert,
     select,
     text,
@@ -166,6 +167,34 @@ def test_one_transaction_shares_one_id_and_the_next_gets_another(
     assert first.transaction_id == second.transaction_id != third.transaction_id
 
 
+def test_a_transaction_logging_more_than_a_packet_commits(engine: Engine) -> None:
+    """Entries adding up to more than MySQL's max_allowed_packet (16 MB on MariaDB) go in
+    several INSERTs: the transaction commits, with every entry, in order."""
+    table = Table(
+        "notes",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("body", Text().with_variant(LONGTEXT(), "mysql", "mariadb")),
+    )
+    table.create(engine)
+    bodies = ["a" * 600_000] + [chr(ord("b") + number % 20) * 450_000 for number in range(40)]
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            for number, body in enumerate(bodies, start=1):
+                connection.execute(insert(table), {"id": number, "body": body})
+    finally:
+        log.remove()
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(table)).scalar_one() == 41
+    logged = []
+    for entry in read_log(engine):
+        values = entry.parameters
+        values = list(values.values()) if isinstance(values, dict) else list(values)
+        logged.append(next(value for value in values if isinstance(value, str)))
+    assert logged == bodies
+
+
 def test_a_long_transaction_logs_every_statement_in_order(
     engine: Engine, item: type[Any], logged: QueryLog
 ) -> None:
@@ -204,6 +233,7 @@ _AWKWARD = [
     "",
     "Zoë, 東京, \U0001f600",
     "x" * 600_000,  # longer than what goes inline on MySQL: sent bound, in order
+    "\U0001f600" * 100_000,  # 100,000 characters, 400 KB of UTF-8: bound too
     "%s %(name)s ? :name $1",
 ]
 

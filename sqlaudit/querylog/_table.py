@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -115,6 +115,7 @@ ENTRY_COLUMNS: Final = (
 
 # Entries per multi-row INSERT at most: 600 binds, under the oldest SQLite's limit (999).
 _ROWS_PER_INSERT: Final = 50
+_BOUND_TEXT: Final = 1 << 20  # characters of text per multi-row INSERT, about
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +161,7 @@ def write_entries(connection: Connection, table: Table, entries: list[tuple[Any,
         rows = [list(entry) for entry in entries]
     if dialect.name in _MYSQL:
         rows = _write_inline(connection, table, rows)
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
+    for chunk in _chunks(rows):
         prepared = _prepare(table, dialect, len(chunk))
         flat = [value for values in chunk for value in values]
         if prepared.names is None:
@@ -170,6 +170,25 @@ def write_entries(connection: Connection, table: Table, entries: list[tuple[Any,
         else:
             parameters = dict(zip(prepared.names, flat, strict=True))
         connection.exec_driver_sql(prepared.sql, parameters)
+
+
+def _chunks(rows: list[list[Any]]) -> Iterator[list[list[Any]]]:
+    """Cut ``rows`` into INSERTs of 50 entries and about 1 MB of text at most, in order.
+
+    (MySQL refuses a statement over ``max_allowed_packet``, 4 MB by default on MySQL
+    5.7; an entry larger than the cap goes alone.)
+    """
+    chunk: list[list[Any]] = []
+    size = 0
+    for values in rows:
+        length = sum(len(value) for value in values if type(value) is str)
+        if chunk and (len(chunk) == _ROWS_PER_INSERT or size + length > _BOUND_TEXT):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(values)
+        size += length
+    if chunk:
+        yield chunk
 
 
 def _prepare(table: Table, dialect: Any, count: int) -> _PreparedWrite:
@@ -204,7 +223,7 @@ def _prepare(table: Table, dialect: Any, count: int) -> _PreparedWrite:
 # character in Python, which for the ~100 KB a transaction of bulk inserts logs costs
 # more than the rest of the log's write (hex encoding is done in C, and reads the same
 # whatever the server's sql_mode). A text too long to send twice its size goes bound.
-_INLINE_TEXT: Final = 1 << 19  # characters of one text value sent inline at most
+_INLINE_TEXT: Final = 1 << 18  # UTF-8 bytes of one text sent inline at most (twice in hex)
 _INLINE_STATEMENT: Final = 1 << 21  # characters of one inline INSERT, about
 
 
@@ -222,7 +241,7 @@ def _write_inline(connection: Connection, table: Table, rows: list[list[Any]]) -
     size = 0
     for index, values in enumerate(rows):
         group = _literal_row(values)
-        if group is None:
+        if group is None or len(group) > _INLINE_STATEMENT:
             _send_inline(connection, head, groups)
             return rows[index:]
         if groups and size + len(group) > _INLINE_STATEMENT:
@@ -249,12 +268,15 @@ def _literal_row(values: list[Any]) -> str | None:
         if value is None:
             literals.append("NULL")
         elif kind is str:
-            if len(value) > _INLINE_TEXT:
+            if len(value) > _INLINE_TEXT:  # (a character is one UTF-8 byte or more)
                 return None
             try:
-                literals.append("_utf8mb4 X'" + value.encode("utf-8").hex() + "'")
+                encoded = value.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate: left to the driver
                 return None
+            if len(encoded) > _INLINE_TEXT:
+                return None
+            literals.append("_utf8mb4 X'" + encoded.hex() + "'")
         elif kind is bool:
             literals.append("1" if value else "0")
         elif kind is int or (kind is float and math.isfinite(value)):
