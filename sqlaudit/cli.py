@@ -927,7 +927,7 @@ def replay_command(
 def _skipped(result: Any) -> str:
     if not result.skipped:
         return ""
-    return f" ({result.skipped} skipped: the target's query log holds their transactions)"
+    return f" ({result.skipped} skipped: the target's query log holds them)"
 
 
 @cli.command("rebuild")

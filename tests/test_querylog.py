@@ -151,6 +151,28 @@ def test_autocommit_statements_are_logged_at_once(
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(insert(item), {"id": 1, "name": "Ada"})
         assert len(read_log(engine)) == 1
+        connection.execute(insert(item), {"id": 2, "name": "Grace"})
+    # Each is a transaction of its own: no shared transaction id.
+    assert [entry.transaction_id for entry in read_log(engine)] == [None, None]
+
+
+def test_an_autocommit_engine_logs_each_statement_at_once(
+    engine: Engine, item: type[Any], base: type[DeclarativeBase]
+) -> None:
+    """``create_engine(isolation_level="AUTOCOMMIT")`` too: no COMMIT comes, so each entry
+    is written with its statement (none is held, then dropped at the connection's close)."""
+    base.metadata.create_all(engine)
+    autocommit = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    log = log_queries(of=autocommit)
+    try:
+        with autocommit.connect() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "Ada"})
+            assert [entry.transaction_id for entry in read_log(engine)] == [None]
+            connection.execute(insert(item), {"id": 2, "name": "Grace"})
+    finally:
+        log.remove()
+        autocommit.dispose()
+    assert [entry.kind for entry in read_log(engine)] == ["insert", "insert"]
 
 
 def test_one_transaction_shares_one_id_and_the_next_gets_another(

@@ -291,3 +291,98 @@ def test_skip_present_false_replays_everything_and_logs_nothing(
     assert read_log(other) == []
     with pytest.raises(RecoveryError, match="True \\(the default\\) or False"):
         replay(engine, other, skip_present="no")  # type: ignore[arg-type]
+
+
+def test_a_query_log_on_the_target_does_not_log_the_replay_twice(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """Replay logs what it runs on the target itself: a log installed there stays quiet."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "n1"})
+    finally:
+        log.remove()
+    on_target = log_queries(of=other)
+    try:
+        assert replay(engine, other).count == 1
+        with other.begin() as connection:  # the target's log still logs its own writes
+            connection.execute(insert(item), {"id": 2, "name": "later"})
+    finally:
+        on_target.remove()
+    logged = read_log(other)
+    assert len(logged) == 2
+    assert logged[0].transaction_id == read_log(engine)[0].transaction_id
+
+
+def test_entries_a_filter_left_out_are_replayed_later(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """A filter chooses entry by entry: what it left out of a transaction is not taken for
+    replayed by the next replay."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log_queries(of=other).remove()
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(item), {"id": 1, "name": "kept"})
+            connection.execute(insert(item), {"id": 2, "name": "left out"})
+    finally:
+        log.remove()
+    first = replay(engine, other, filter=lambda entry: "'kept'" in repr(entry.parameters))
+    assert first.count == 1
+    second = replay(engine, other)
+    assert (second.count, second.skipped) == (1, 1)
+    assert [row[1] for row in rows(other, "items")] == ["kept", "left out"]
+
+
+def test_autocommit_statements_are_skipped_one_by_one(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """Under AUTOCOMMIT each statement is its own transaction: a backup holding two of
+    three gets the third."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log_queries(of=other).remove()
+    log = log_queries(of=engine)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            for number in (1, 2, 3):
+                connection.execute(insert(item), {"id": number, "name": f"n{number}"})
+    finally:
+        log.remove()
+    third = read_log(engine)[-1].id
+    assert replay(engine, other, filter=lambda entry: entry.id != third).count == 2
+    result = replay(engine, other)
+    assert (result.count, result.skipped) == (1, 2)
+    assert [row[0] for row in rows(other, "items")] == [1, 2, 3]
+
+
+def test_a_failure_after_ddl_resumes_without_running_the_ddl_again(
+    engine: Engine, other: Engine, base: type[DeclarativeBase], item: type[Any]
+) -> None:
+    """A transaction fails on the target after its DDL: replaying again, once the cause is
+    fixed, completes it (on MySQL the DDL committed on its own, and was logged with it)."""
+    base.metadata.create_all(engine)
+    base.metadata.create_all(other)
+    log_queries(of=other).remove()
+    log = log_queries(of=engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("create table extra (id integer primary key)"))
+            connection.execute(insert(item), {"id": 5, "name": "five"})
+    finally:
+        log.remove()
+    with other.begin() as connection:
+        connection.execute(insert(item), {"id": 5, "name": "in the way"})
+    with pytest.raises(ReplayError):
+        replay(engine, other)
+    with other.begin() as connection:
+        connection.execute(text("delete from items where id = 5"))
+    replay(engine, other)
+    assert [row[1] for row in rows(other, "items")] == ["five"]
+    assert sa_inspect(other).has_table("extra")
+    assert replay(engine, other).count == 0

@@ -347,7 +347,13 @@ class QueryLog:
         dialect = conn.dialect
         pending = info.get(_PENDING)
         # A later statement of a transaction takes the id its first entry got.
-        transaction_id = pending[-1][0] if pending else _transaction_id(conn)
+        autocommit = False
+        if pending:
+            transaction_id = pending[-1][0]
+        else:
+            # Under AUTOCOMMIT each statement is a transaction of its own (no id).
+            autocommit = _autocommit(conn)
+            transaction_id = None if autocommit else _transaction_id(conn)
         who, why = _who(self.extra)
         # In ENTRY_COLUMNS order.
         row = (
@@ -366,7 +372,7 @@ class QueryLog:
         )
         if pending is not None:
             pending.append(row)
-        elif _autocommit(conn):
+        elif autocommit:
             self._write(conn, [row])  # committed with the statement
             if self._drainer is not None:
                 self._drainer.wake()
@@ -409,7 +415,8 @@ def _autocommit(conn: Connection) -> bool:
     """Tell whether each statement commits on its own (no COMMIT will come to write at)."""
     level = conn.get_execution_options().get("isolation_level")
     if level is None:
-        level = getattr(conn.dialect, "isolation_level", None)
+        # create_engine(isolation_level=...) is kept here (SQLAlchemy 2.0 and 2.1).
+        level = getattr(conn.dialect, "_on_connect_isolation_level", None)
     return level == "AUTOCOMMIT"
 
 

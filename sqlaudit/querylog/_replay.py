@@ -13,6 +13,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine
 
 from sqlaudit.exceptions import RecoveryError, ReplayError
+from sqlaudit.querylog._capture import _BUSY
 from sqlaudit.querylog._table import (
     LOG_TABLE,
     LogEntry,
@@ -33,7 +34,7 @@ class ReplayResult:
         entries: The log entries, in replay order.
         dry_run: Whether nothing was run.
         skipped: Statements left out because the target's own query log already holds
-            their transaction (see ``skip_present``).
+            them (see ``skip_present``).
 
     Example:
         >>> result = replay(engine, restored, dry_run=True)  # doctest: +SKIP
@@ -112,11 +113,13 @@ def _transactions(entries: Iterable[LogEntry]) -> list[list[LogEntry]]:
     return sorted(groups.values(), key=lambda group: group[-1].id)
 
 
-def _fingerprint(entry: LogEntry) -> Any:
-    """Return what tells an entry's transaction in another copy of the log (ids differ)."""
-    if entry.transaction_id is not None:
-        return entry.transaction_id
-    return (entry.started_at, entry.statement)
+def _fingerprint(entry: LogEntry) -> tuple[Any, ...]:
+    """Return what tells an entry in another copy of the log (where its id may differ).
+
+    Its transaction, when it started (microseconds) and how long it took (a float from
+    a high-resolution clock): two statements of one transaction never share both.
+    """
+    return (entry.transaction_id, entry.started_at, entry.duration)
 
 
 def _same_database(log: Engine | Connection, target: Engine) -> bool:
@@ -126,23 +129,14 @@ def _same_database(log: Engine | Connection, target: Engine) -> bool:
     return name(log.engine) == name(target)
 
 
-def _present(target: Engine) -> tuple[Table | None, set[Any]]:
-    """Return the target's own query log table (if it has one) and the fingerprints in it."""
+def _present(target: Engine) -> tuple[Table | None, set[tuple[Any, ...]]]:
+    """Return the target's own query log table (if it has one) and the entries in it."""
     if not sa_inspect(target).has_table(LOG_TABLE):
         return None, set()
     table = build_log_table()
-    found: set[Any] = set()
+    columns = (table.c.transaction_id, table.c.started_at, table.c.duration)
     with target.connect() as connection:
-        found.update(
-            connection.scalars(
-                select(table.c.transaction_id).where(table.c.transaction_id.is_not(None)).distinct()
-            )
-        )
-        for started_at, statement in connection.execute(
-            select(table.c.started_at, table.c.statement).where(table.c.transaction_id.is_(None))
-        ):
-            found.add((started_at, statement))
-    return table, found
+        return table, {tuple(row) for row in connection.execute(select(*columns))}
 
 
 def replay(
@@ -167,8 +161,8 @@ def replay(
 
     A backup of a database that logs into itself (``log_queries(of=engine)``) holds the
     log of the transactions it holds, and only theirs, whatever ran concurrently while
-    it was taken. So when the target has a query log table, the transactions found
-    there are skipped, and what is replayed is logged there too, in the transaction
+    it was taken. So when the target has a query log table, the entries found there
+    are skipped, and what is replayed is logged there too, in the transaction
     that replays it: the restored database's log is whole again, and replaying twice,
     or again after a failure, runs nothing twice.
 
@@ -183,8 +177,8 @@ def replay(
         dry_run: List what would be run, run nothing.
         start_at: Skip the entries before the one with this id in the replay order
             (the ``resume_at`` of a :class:`~sqlaudit.exceptions.ReplayError`).
-        skip_present: Skip the transactions the target's own query log holds, and log
-            the replayed ones there (when it has one, and is not ``log_engine``'s
+        skip_present: Skip the entries the target's own query log holds, and log the
+            replayed ones there (when it has one, and is not ``log_engine``'s
             database). ``False``: replay every entry chosen, and write nothing but the
             statements.
 
@@ -233,10 +227,11 @@ def replay(
         last = group[-1].started_at
         if (low is not None and last < low) or (high is not None and last >= high):
             continue
-        if present and _fingerprint(group[0]) in present:
-            skipped += len(group)
-            continue
-        ordered.extend(entry for entry in group if filter is None or filter(entry))
+        for entry in group:
+            if present and _fingerprint(entry) in present:
+                skipped += 1
+            elif filter is None or filter(entry):
+                ordered.append(entry)
     if start_at is not None:
         ids = [entry.id for entry in ordered]
         if start_at not in ids:
@@ -275,6 +270,10 @@ def _check(entries: list[LogEntry], target: Engine) -> None:
 
 
 def _run(entries: list[LogEntry], target: Engine, record: Table | None) -> None:
+    """Run ``entries`` on ``target``, one logged transaction per transaction.
+
+    With ``record`` (the target's query log), each is logged there in its transaction.
+    """
     position = 0
     replayed = 0
     index = 0
@@ -283,32 +282,60 @@ def _run(entries: list[LogEntry], target: Engine, record: Table | None) -> None:
         end = index + 1
         while key is not None and end < len(entries) and entries[end].transaction_id == key:
             end += 1
-        group = entries[index:end]
-        first = group[0]
-        connection = target.connect()
-        try:
-            with connection.begin():
-                for entry in group:
+        done: list[LogEntry] = []
+        with target.connect() as connection:
+            if record is not None:
+                # What replay runs is logged by replay, with the original entries: a
+                # query log installed on the target must not log it a second time.
+                connection.info[_BUSY] = True
+            try:
+                for entry in entries[index:end]:
                     position += 1
                     try:
                         connection.exec_driver_sql(entry.statement, entry.parameters)
                     except Exception as exc:
+                        connection.rollback()
+                        resume_at = (done or [entry])[0].id
                         raise ReplayError(
                             f"replay stopped at log entry {entry.id} (statement {position} "
                             f"of {len(entries)}): {type(exc).__name__}: {exc}. Its transaction "
                             f"was rolled back on the target; fix the cause, then call "
-                            f"replay(..., start_at={first.id}) with the same filters.",
+                            f"replay(..., start_at={resume_at}) with the same filters.",
                             entry_id=entry.id,
                             position=position,
-                            resume_at=first.id,
+                            resume_at=resume_at,
                             replayed=replayed,
                         ) from exc
-                if record is not None:
-                    write_entries(connection, record, [_stored(entry) for entry in group])
-        finally:
-            connection.close()
-        replayed += len(group)
+                    done.append(entry)
+                    if entry.kind == "ddl" and _committed_itself(connection):
+                        _commit(connection, record, done)
+                        replayed += len(done)
+                        done = []
+                _commit(connection, record, done)
+                replayed += len(done)
+            finally:
+                connection.info.pop(_BUSY, None)
         index = end
+
+
+def _committed_itself(connection: Connection) -> bool:
+    """Tell whether the DDL statement just run committed itself, and what ran before it.
+
+    MySQL commits DDL on its own; Python's sqlite3 runs DDL outside a transaction when
+    none is open yet. The entries run so far are then logged and committed at once.
+    """
+    name = connection.dialect.name
+    if name in ("mysql", "mariadb"):
+        return True
+    if name == "sqlite":
+        return not getattr(connection.connection.dbapi_connection, "in_transaction", True)
+    return False
+
+
+def _commit(connection: Connection, record: Table | None, done: list[LogEntry]) -> None:
+    if record is not None and done:
+        write_entries(connection, record, [_stored(entry) for entry in done])
+    connection.commit()
 
 
 def _stored(entry: LogEntry) -> tuple[Any, ...]:
