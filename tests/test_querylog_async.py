@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import Target
 from querylog_support import eventually, second_engine
-from sqlalchemy import Integer, String, create_engine, insert, inspect, select
+from sqlalchemy import Integer, String, create_engine, insert, inspect, make_url, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -305,3 +307,47 @@ def test_an_async_log_database_down_at_start_up_is_delivered_to_once_back(
         log_database.dispose()
     [record] = caplog.records
     assert record.levelno == logging.WARNING and "stay in the outbox" in record.getMessage()
+
+
+_EXIT_SCRIPT = """
+import asyncio, sys
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlaudit.asyncio import log_queries
+
+async def main():
+    app = create_async_engine(sys.argv[1])
+    log = await log_queries(of=app, to=create_async_engine(sys.argv[2]), drain_interval=3600)
+    async with app.begin() as connection:
+        await connection.exec_driver_sql("insert into items (id, name) values (1, 'Ada')")
+    await app.dispose()
+    return log  # never removed: the interpreter's exit delivers
+
+log = asyncio.run(main())
+"""
+
+
+def test_an_async_log_delivers_at_interpreter_exit_with_a_host_name(
+    engine: Engine, backend: str, target: Target, other: Engine, item: type[Any], tmp_path: Path
+) -> None:
+    """Without ``await log.remove()``, the exit hook delivers, also when the URL names a
+    host (resolved through the loop's executor, which is shut down by then)."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no host to resolve")
+    by_name = {
+        name: make_url(target.async_url(one)).set(host="localhost").render_as_string(False)
+        for name, one in (("data", engine), ("log", other))
+    }
+    script = tmp_path / "exit.py"
+    script.write_text(_EXIT_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), by_name["data"], by_name["log"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cannot schedule new futures" not in done.stderr, done.stderr
+    assert [entry.kind for entry in read_log(other)] == ["insert"]
+    with engine.connect() as connection:
+        assert connection.execute(select(build_log_table(name=OUTBOX_TABLE))).all() == []

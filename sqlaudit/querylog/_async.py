@@ -14,7 +14,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -84,6 +84,7 @@ class DeliveryLoop:
 
     def _start(self) -> None:
         loop = asyncio.new_event_loop()
+        loop.set_default_executor(_InlineExecutor())
         thread = threading.Thread(
             target=loop.run_forever, name="sqlaudit-query-log-loop", daemon=True
         )
@@ -114,6 +115,23 @@ class DeliveryLoop:
         self._source.sync_engine.dispose()
         if self._own_destination is not None:
             self._own_destination.sync_engine.dispose()
+
+
+class _InlineExecutor(ThreadPoolExecutor):
+    """Runs what the delivery loop hands its default executor in the loop's own thread.
+
+    The drivers resolve host names there (``getaddrinfo``), and the last delivery may
+    run at interpreter exit, after ``concurrent.futures`` has stopped taking work: a
+    thread pool would refuse it. Blocking the log's own loop for a lookup costs nothing.
+    """
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to whoever awaits it, as a pool would
+            future.set_exception(exc)
+        return future
 
 
 @dataclass(frozen=True, eq=False)
