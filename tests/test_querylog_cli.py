@@ -74,6 +74,26 @@ def test_replay_dry_run_lists_and_replay_runs(
     assert checksum(other, "customers") == checksum(audit.engine, "customers")
 
 
+def test_replay_skips_what_the_targets_log_holds_unless_told(
+    audit: Audit, logged: type[Any], other: Engine
+) -> None:
+    """A second ``replay`` into a target with its own query log runs nothing and says
+    why; ``--replay-present --dry-run`` lists everything again."""
+    create_change_table(audit.config.table, other)
+    log_queries(of=other).remove()  # the target has a query log table
+    count = len(read_log(audit.engine))
+    assert (
+        f"replayed {count} statements"
+        in run("--url", url(audit.engine), "replay", url(other)).output
+    )
+    again = run("--url", url(audit.engine), "replay", url(other))
+    assert again.exit_code == 0, again.output
+    assert f"replayed 0 statements ({count} skipped" in again.output
+    forced = run("--url", url(audit.engine), "replay", url(other), "--replay-present", "--dry-run")
+    assert f"would replay {count} statements" in forced.output
+    assert checksum(other, "customers") == checksum(audit.engine, "customers")
+
+
 def test_replay_failure_prints_where_to_resume(
     audit: Audit, logged: type[Any], other: Engine
 ) -> None:
