@@ -930,6 +930,30 @@ def _skipped(result: Any) -> str:
     return f" ({result.skipped} skipped: the target's query log holds them)"
 
 
+@cli.command("trim-log")
+@click.option("--before", required=True, help="A date, a time or an age (30d).")
+@click.option("--batch-size", type=int, default=10_000, show_default=True)
+@click.pass_obj
+def trim_log_command(state: _State, before: str, batch_size: int) -> None:
+    """Delete the query log's entries (at --url) of transactions that ran before --before.
+
+    Whole transactions only: one with a statement started at or after --before keeps
+    all its entries. Run it after a backup, with the moment its snapshot began.
+    """
+    from sqlaudit.querylog import trim_log
+
+    with _errors():
+        log_engine = create_engine(state.url) if state.url else state.engine()
+        try:
+            moment = _moment(before, "--before")
+            assert moment is not None
+            deleted = trim_log(log_engine, before=moment, batch_size=batch_size)
+        finally:
+            if state.url:
+                log_engine.dispose()
+        click.echo(f"deleted {deleted} query log entries")
+
+
 @cli.command("rebuild")
 @click.argument("model")
 @click.argument("target_url")

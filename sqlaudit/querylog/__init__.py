@@ -18,6 +18,8 @@ the committed ones after each commit, exactly once each, even across crashes and
 of ``log_engine``. On an ``AsyncEngine``, await the twin,
 :func:`sqlaudit.asyncio.log_queries`.
 
+After a backup, :func:`trim_log` deletes the entries of the transactions it holds.
+
 The **change log** (the field-level history sqlaudit keeps) rebuilds one tracked
 table as it was at a moment, with no backup at all::
 
@@ -35,6 +37,7 @@ from sqlaudit.querylog._replay import ReplayResult as ReplayResult
 from sqlaudit.querylog._replay import read_log as read_log
 from sqlaudit.querylog._replay import replay as replay
 from sqlaudit.querylog._table import LogEntry as LogEntry
+from sqlaudit.querylog._trim import trim_log as trim_log
 
 __all__ = [
     "LogEntry",
@@ -46,4 +49,5 @@ __all__ = [
     "rebuild_table",
     "replay",
     "statement_kind",
+    "trim_log",
 ]
