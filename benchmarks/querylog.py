@@ -33,6 +33,7 @@ from sqlaudit import _registry
 from sqlaudit.config import clear_config
 from sqlaudit.hooks import unregister_hooks
 from sqlaudit.querylog import log_queries, replay
+from sqlaudit.querylog._table import build_log_table, create_log_table
 
 
 def scale(objects: int) -> Scale:
@@ -146,7 +147,7 @@ def replay_rate(statements: int) -> str:
             target = create_engine(f"sqlite:///{Path(directory) / name}")
             table.create(target)
             if with_log:
-                log_queries(of=target).remove()  # leaves its (empty) query log table
+                create_log_table(build_log_table(), target)  # an empty query log
             started = time.perf_counter()
             result = replay(source, target)
             seconds = time.perf_counter() - started

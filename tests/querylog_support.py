@@ -10,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, make_url, select, text
+from sqlalchemy import Integer, MetaData, String, create_engine, make_url, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def second_url(engine: Engine, directory: Path) -> str:
@@ -100,3 +101,15 @@ def eventually(check: Callable[[], bool], what: str, within: float = 60.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"still waiting, after {within} s, for {what}")
         time.sleep(0.02)
+
+
+def declare_item(base: type[DeclarativeBase], engine: Engine) -> type[Any]:
+    """Declare ``items`` (id given, name) on ``base`` and create it on ``engine``."""
+
+    class Item(base):  # type: ignore[misc,valid-type]
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        name: Mapped[str] = mapped_column(String(50))
+
+    base.metadata.create_all(engine)
+    return Item

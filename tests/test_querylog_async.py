@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from conftest import Target
-from querylog_support import eventually, second_engine
-from sqlalchemy import Integer, String, create_engine, insert, inspect, make_url, select
+from querylog_support import declare_item, eventually, second_engine
+from sqlalchemy import create_engine, insert, inspect, make_url, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase
 
 from sqlaudit import asyncio as audit_async
 from sqlaudit.exceptions import RecoveryError
@@ -33,13 +33,7 @@ THE_FIX = re.escape("await sqlaudit.asyncio.log_queries(of=engine")
 
 @pytest.fixture
 def item(base: type[DeclarativeBase], engine: Engine) -> type[Any]:
-    class Item(base):  # type: ignore[misc,valid-type]
-        __tablename__ = "items"
-        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-        name: Mapped[str] = mapped_column(String(50))
-
-    base.metadata.create_all(engine)
-    return Item
+    return declare_item(base, engine)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from sqlaudit import clear_config
 from sqlaudit._schema import create_change_table
 from sqlaudit.cli import cli
 from sqlaudit.querylog import log_queries, read_log
+from sqlaudit.querylog._table import build_log_table, create_log_table
 
 APP: dict[str, Any] = {}
 
@@ -80,7 +81,7 @@ def test_replay_skips_what_the_targets_log_holds_unless_told(
     """A second ``replay`` into a target with its own query log runs nothing and says
     why; ``--replay-present --dry-run`` lists everything again."""
     create_change_table(audit.config.table, other)
-    log_queries(of=other).remove()  # the target has a query log table
+    create_log_table(build_log_table(), other)  # the target has a query log table
     count = len(read_log(audit.engine))
     assert (
         f"replayed {count} statements"

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import BACKEND_URLS, REQUIRE_DATABASES
-from querylog_support import checksum, eventually, second_engine
-from sqlalchemy import Integer, String, create_engine, insert, inspect, select
+from querylog_support import checksum, declare_item, eventually, second_engine
+from sqlalchemy import create_engine, insert, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from sqlaudit.exceptions import RecoveryError
 from sqlaudit.querylog import LogEntry, log_queries, read_log, replay
@@ -29,13 +29,7 @@ def other(engine: Engine, tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def item(base: type[DeclarativeBase], engine: Engine) -> type[Any]:
-    class Item(base):  # type: ignore[misc,valid-type]
-        __tablename__ = "items"
-        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-        name: Mapped[str] = mapped_column(String(50))
-
-    base.metadata.create_all(engine)
-    return Item
+    return declare_item(base, engine)
 
 
 # The other server a source's log goes to in the "other-server" case.
@@ -179,12 +173,15 @@ def test_committed_entries_reach_the_log_database_with_no_drain_call(
     assert _names(read_log(log_database)) == ["Ada", "Grace"]
 
 
-def test_commits_go_on_while_the_log_database_is_down(
-    engine: Engine, item: type[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+def _outage(
+    engine: Engine,
+    item: type[Any],
+    target: Engine,
+    caplog: pytest.LogCaptureFixture,
+    bring_back: Callable[[], None],
 ) -> None:
-    """The log database unreachable, commits succeed and entries wait; they go once it is back."""
-    down = tmp_path / "not-there-yet"
-    target = create_engine(f"sqlite:///{down / 'log.db'}")
+    """Commit two writes while ``target`` is unreachable: they wait in the outbox, one
+    warning is logged; after ``bring_back()`` both are delivered, in order."""
     caplog.set_level(logging.WARNING, logger="sqlaudit.querylog")
     log = log_queries(of=engine, to=target, drain_interval=0.05)
     try:
@@ -195,15 +192,25 @@ def test_commits_go_on_while_the_log_database_is_down(
             connection.execute(insert(item), {"id": 2, "name": "Grace"})
         eventually(lambda: bool(caplog.records), "the delivery failure to be logged")
         assert len(_outbox(engine)) == 2
-        down.mkdir()
+        bring_back()
         eventually(lambda: _outbox(engine) == [], "the delivery once the log database is back")
     finally:
         log.remove()
-        target.dispose()
-    assert _names(read_log(target)) == ["Ada", "Grace"]
+    try:
+        assert _names(read_log(target)) == ["Ada", "Grace"]
+    finally:
+        target.dispose()  # (a server database is dropped after)
     # One warning for the outage, not one per retry.
     [record] = caplog.records
     assert record.levelno == logging.WARNING and "stay in the outbox" in record.getMessage()
+
+
+def test_commits_go_on_while_the_log_database_is_down(
+    engine: Engine, item: type[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log database unreachable, commits succeed and entries wait; they go once it is back."""
+    down = tmp_path / "not-there-yet"
+    _outage(engine, item, create_engine(f"sqlite:///{down / 'log.db'}"), caplog, down.mkdir)
 
 
 def test_commits_go_on_while_the_log_database_on_a_server_is_missing(
@@ -214,7 +221,6 @@ def test_commits_go_on_while_the_log_database_on_a_server_is_missing(
     if backend == "sqlite":
         pytest.skip("a SQLite log database that is not there is the test above")
     name = f"{engine.url.database}_late"
-    target = create_engine(engine.url.set(database=name))
     quote = '"' if backend == "postgresql" else "`"
 
     def on_server(statement: str) -> None:
@@ -227,25 +233,16 @@ def test_commits_go_on_while_the_log_database_on_a_server_is_missing(
             admin.dispose()
 
     on_server(f"DROP DATABASE IF EXISTS {quote}{name}{quote}")
-    caplog.set_level(logging.WARNING, logger="sqlaudit.querylog")
-    log = log_queries(of=engine, to=target, drain_interval=0.05)
     try:
-        with Session(engine) as session:
-            session.add(item(id=1, name="Ada"))
-            session.commit()
-        with engine.begin() as connection:
-            connection.execute(insert(item), {"id": 2, "name": "Grace"})
-        eventually(lambda: bool(caplog.records), "the delivery failure to be logged")
-        assert len(_outbox(engine)) == 2
-        on_server(f"CREATE DATABASE {quote}{name}{quote}")
-        eventually(lambda: _outbox(engine) == [], "the delivery once the log database is there")
-        assert _names(read_log(target)) == ["Ada", "Grace"]
+        _outage(
+            engine,
+            item,
+            create_engine(engine.url.set(database=name)),
+            caplog,
+            lambda: on_server(f"CREATE DATABASE {quote}{name}{quote}"),
+        )
     finally:
-        log.remove()
-        target.dispose()
         on_server(f"DROP DATABASE IF EXISTS {quote}{name}{quote}")
-    [record] = caplog.records
-    assert record.levelno == logging.WARNING and "stay in the outbox" in record.getMessage()
 
 
 def test_entries_a_dead_process_left_are_delivered_by_the_next_log(

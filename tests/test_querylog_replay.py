@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sqlaudit.exceptions import RecoveryError, ReplayError
 from sqlaudit.querylog import log_queries, read_log, replay
+from sqlaudit.querylog._table import build_log_table, create_log_table
 
 
 @pytest.fixture
@@ -255,7 +256,7 @@ def test_after_a_failure_a_plain_replay_goes_on_where_it_stopped(
     again, once the cause is fixed, runs it and what follows, and nothing before."""
     base.metadata.create_all(engine)
     base.metadata.create_all(other)
-    log_queries(of=other).remove()  # the target has a query log table
+    create_log_table(build_log_table(), other)  # the target has a query log table
     log = log_queries(of=engine)
     try:
         for number in (1, 2, 3):
@@ -280,7 +281,7 @@ def test_skip_present_false_replays_everything_and_logs_nothing(
     """``skip_present=False``: the target's log is neither read nor written."""
     base.metadata.create_all(engine)
     base.metadata.create_all(other)
-    log_queries(of=other).remove()
+    create_log_table(build_log_table(), other)  # the target has a query log table
     log = log_queries(of=engine)
     try:
         with engine.begin() as connection:
@@ -324,7 +325,7 @@ def test_entries_a_filter_left_out_are_replayed_later(
     replayed by the next replay."""
     base.metadata.create_all(engine)
     base.metadata.create_all(other)
-    log_queries(of=other).remove()
+    create_log_table(build_log_table(), other)  # the target has a query log table
     log = log_queries(of=engine)
     try:
         with engine.begin() as connection:
@@ -346,7 +347,7 @@ def test_autocommit_statements_are_skipped_one_by_one(
     three gets the third."""
     base.metadata.create_all(engine)
     base.metadata.create_all(other)
-    log_queries(of=other).remove()
+    create_log_table(build_log_table(), other)  # the target has a query log table
     log = log_queries(of=engine)
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -368,7 +369,7 @@ def test_a_failure_after_ddl_resumes_without_running_the_ddl_again(
     fixed, completes it (on MySQL the DDL committed on its own, and was logged with it)."""
     base.metadata.create_all(engine)
     base.metadata.create_all(other)
-    log_queries(of=other).remove()
+    create_log_table(build_log_table(), other)  # the target has a query log table
     log = log_queries(of=engine)
     try:
         with engine.begin() as connection:

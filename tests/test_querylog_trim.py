@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from querylog_support import checksum, second_engine
-from sqlalchemy import Integer, String, insert, update
+from querylog_support import checksum, declare_item, second_engine
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase
 
 from sqlaudit.cli import cli
 from sqlaudit.exceptions import RecoveryError
@@ -21,13 +21,7 @@ from sqlaudit.querylog import log_queries, read_log, replay, trim_log
 
 @pytest.fixture
 def item(base: type[DeclarativeBase], engine: Engine) -> type[Any]:
-    class Item(base):  # type: ignore[misc,valid-type]
-        __tablename__ = "items"
-        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-        name: Mapped[str] = mapped_column(String(50))
-
-    base.metadata.create_all(engine)
-    return Item
+    return declare_item(base, engine)
 
 
 @pytest.fixture
